@@ -1,0 +1,5 @@
+"""The `sandbox` command line."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Government data sandbox.")
