@@ -1,0 +1,33 @@
+"""The exceptions the sandbox raises. Each message tells the user what to do next."""
+
+
+class SandboxError(Exception):
+    """Base class of every error the sandbox raises on purpose."""
+
+
+class ManifestError(SandboxError):
+    """A dataset manifest is missing, malformed, or inconsistent with its data file."""
+
+
+class CatalogError(SandboxError):
+    """A catalog directory cannot be read, or a dataset is not in it."""
+
+
+class QueryError(SandboxError):
+    """A query was refused before any privacy was spent."""
+
+
+class UnsupportedQuery(QueryError):
+    """The SQL uses a construct the DP engine does not support."""
+
+
+class UnknownColumn(QueryError):
+    """The SQL names a column the manifest does not declare (or that may never be queried)."""
+
+
+class MissingBounds(QueryError):
+    """An aggregate needs public bounds (or keys) that the manifest does not declare."""
+
+
+class PrivacyParameterError(QueryError):
+    """epsilon or delta is not a finite number in the allowed range."""
