@@ -1,0 +1,34 @@
+"""Exceptions raised by the policies package. Each message says what to do next."""
+
+from __future__ import annotations
+
+
+class PolicyError(Exception):
+    """Base class for every error raised by ``policies``."""
+
+
+class InvalidRequestError(PolicyError, ValueError):
+    """A request, grant or entry is malformed; nothing was stored or charged."""
+
+
+class UnknownGrantError(PolicyError, KeyError):
+    """No grant with this id exists."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else "unknown grant"
+
+
+class BudgetExceededError(PolicyError):
+    """A reservation would take an account past its cap; nothing was charged."""
+
+
+class ReservationStateError(PolicyError):
+    """A reservation was committed or refunded twice, or does not exist."""
+
+
+class LogIntegrityError(PolicyError):
+    """The transparency log store is inconsistent with its own Merkle tree."""
+
+
+class KeyFileError(PolicyError):
+    """A signing or public key file is missing, unreadable or has unsafe permissions."""

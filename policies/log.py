@@ -1,0 +1,362 @@
+"""The transparency log: an append-only RFC 9162 Merkle log in SQLite (WAL).
+
+Every entry is one line of canonical JSON (sorted keys, no spaces, UTF-8) holding at least
+``index``, ``ts_ms`` and ``kind``; its leaf hash is ``SHA-256(0x00 || line)``. Next to the
+entries the store keeps the hash of every complete subtree, so a tree head or a proof reads
+O(log n) stored hashes and never rehashes leaves.
+
+Appends are durable (``synchronous=FULL``) and group-committed: threads that append at the
+same time share one transaction and one fsync. Several processes may append to the same
+file; SQLite's write lock orders them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from policies import merkle
+from policies.errors import InvalidRequestError, LogIntegrityError
+from policies.treehead import SignedTreeHead, sign_tree_head
+from policies.verify import EXPORT_FORMAT
+
+ENTRY_KINDS = frozenset(
+    {
+        "request",
+        "decision",
+        "reservation",
+        "release",
+        "refund",
+        "grant",
+        "revocation",
+        "dataset",
+        "policy",
+    }
+)
+_RESERVED_FIELDS = frozenset({"index", "ts_ms", "kind"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (id, size) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY, data BLOB NOT NULL, kind TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    firm TEXT, dataset TEXT, decision TEXT);
+CREATE INDEX IF NOT EXISTS entries_firm ON entries (firm);
+CREATE INDEX IF NOT EXISTS entries_dataset ON entries (dataset);
+CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts_ms);
+CREATE TABLE IF NOT EXISTS nodes (k INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_heads (
+    size INTEGER NOT NULL, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL, signature BLOB NOT NULL);
+"""
+
+
+def _node_key(level: int, index: int) -> int:
+    return (level << 48) | index
+
+
+def encode_entry(index: int, ts_ms: int, kind: str, fields: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of one entry (the exact bytes the leaf hash covers).
+
+    >>> encode_entry(0, 5, "policy", {"digest": "ab"})
+    b'{"digest":"ab","index":0,"kind":"policy","ts_ms":5}'
+    """
+    body = dict(fields)
+    body.update(index=index, ts_ms=ts_ms, kind=kind)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """An autocommit SQLite connection in WAL mode with full durability."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+@dataclass
+class _Pending:
+    kind: str
+    fields: dict[str, Any]
+    index: int | None = None
+    error: BaseException | None = None
+
+
+class TransparencyLog:
+    """Append-only Merkle log stored in one SQLite file.
+
+    >>> import tempfile, pathlib
+    >>> log = TransparencyLog(pathlib.Path(tempfile.mkdtemp()) / "log.db")
+    >>> log.append("policy", {"digest": "00"})
+    0
+    >>> log.size
+    1
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        signing_key: Ed25519PrivateKey | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = signing_key
+        self._clock = clock
+        self._writer = connect(self.path)
+        self._writer.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._pid = os.getpid()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._pid != os.getpid():
+            conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def size(self) -> int:
+        return int(self._reader().execute("SELECT size FROM meta").fetchone()[0])
+
+    def _get_node(self, level: int, index: int) -> bytes:
+        row = (
+            self._reader()
+            .execute("SELECT hash FROM nodes WHERE k = ?", (_node_key(level, index),))
+            .fetchone()
+        )
+        if row is None:
+            raise LogIntegrityError(
+                f"{self.path}: Merkle node (level {level}, index {index}) is missing; the "
+                "store was modified outside this library"
+            )
+        return bytes(row[0])
+
+    def _checked_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise InvalidRequestError(f"tree size {size} is outside 0..{current}")
+        return size
+
+    def root(self, size: int | None = None) -> bytes:
+        """Merkle tree hash of the first ``size`` entries (default: all)."""
+        return merkle.subtree_hash(self._get_node, 0, self._checked_size(size))
+
+    def entry(self, index: int) -> bytes:
+        row = self._reader().execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise InvalidRequestError(f"log has no entry {index} (size {self.size})")
+        return bytes(row[0])
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        end = self._checked_size(end)
+        cur = self._reader().execute(
+            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        for (data,) in cur:
+            yield bytes(data)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Audit path for entry ``index`` in the tree of ``size`` entries (default: all)."""
+        return merkle.inclusion_proof(self._get_node, index, self._checked_size(size))
+
+    def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
+        """Proof that the tree of ``first`` entries is a prefix of the tree of ``second``."""
+        return merkle.consistency_proof(self._get_node, first, self._checked_size(second))
+
+    def search(
+        self,
+        *,
+        kind: str | None = None,
+        firm: str | None = None,
+        dataset: str | None = None,
+        decision: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Entries matching every given filter, oldest first, as dicts."""
+        where, args = [], []
+        for column, value in (
+            ("kind", kind),
+            ("firm", firm),
+            ("dataset", dataset),
+            ("decision", decision),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since_ms is not None:
+            where.append("ts_ms >= ?")
+            args.append(since_ms)
+        if until_ms is not None:
+            where.append("ts_ms < ?")
+            args.append(until_ms)
+        sql = "SELECT data FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx LIMIT ?"
+        args.append(limit)
+        return [json.loads(data) for (data,) in self._reader().execute(sql, args)]
+
+    # -- appending ------------------------------------------------------------------------
+
+    def append(self, kind: str, fields: Mapping[str, Any]) -> int:
+        """Append one entry durably and return its index.
+
+        Concurrent callers are committed together (one transaction, one fsync).
+        """
+        item = _Pending(kind, self._validated(kind, fields))
+        with self._queue_lock:
+            self._pending.append(item)
+        with self._write_lock:
+            if item.index is None and item.error is None:
+                with self._queue_lock:
+                    batch, self._pending = self._pending, []
+                try:
+                    self._write(batch)
+                except BaseException as exc:
+                    for pending in batch:
+                        pending.error = exc
+        if item.error is not None:
+            raise item.error
+        assert item.index is not None
+        return item.index
+
+    def append_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        """Append several entries in one durable transaction; return their indices."""
+        batch = [_Pending(kind, self._validated(kind, fields)) for kind, fields in items]
+        with self._write_lock:
+            self._write(batch)
+        return [p.index for p in batch if p.index is not None]
+
+    @staticmethod
+    def _validated(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        if kind not in ENTRY_KINDS:
+            raise InvalidRequestError(
+                f"unknown log entry kind {kind!r}; use one of {sorted(ENTRY_KINDS)}"
+            )
+        clash = _RESERVED_FIELDS.intersection(fields)
+        if clash:
+            raise InvalidRequestError(f"log entry fields {sorted(clash)} are set by the log")
+        body = dict(fields)
+        try:
+            encode_entry(0, 0, kind, body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(f"log entry is not JSON-serialisable: {exc}") from exc
+        return body
+
+    def _write(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        conn = self._writer
+        ts_ms = int(self._clock() * 1000)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            size = int(conn.execute("SELECT size FROM meta").fetchone()[0])
+            new_nodes: dict[int, bytes] = {}
+            rows = []
+            for item in batch:
+                index = size
+                data = encode_entry(index, ts_ms, item.kind, item.fields)
+                decision = item.fields.get("decision")
+                rows.append(
+                    (
+                        index,
+                        data,
+                        item.kind,
+                        ts_ms,
+                        _text(item.fields.get("firm")),
+                        _text(item.fields.get("dataset")),
+                        decision if isinstance(decision, str) else None,
+                    )
+                )
+                h = merkle.leaf_hash(data)
+                level, pos = 0, index
+                new_nodes[_node_key(0, index)] = h
+                while pos & 1:
+                    key = _node_key(level, pos - 1)
+                    left = new_nodes.get(key)
+                    if left is None:
+                        row = conn.execute("SELECT hash FROM nodes WHERE k = ?", (key,)).fetchone()
+                        if row is None:
+                            raise LogIntegrityError(f"{self.path}: Merkle node {key} missing")
+                        left = bytes(row[0])
+                    h = merkle.node_hash(left, h)
+                    level, pos = level + 1, pos >> 1
+                    new_nodes[_node_key(level, pos)] = h
+                item.index = index
+                size += 1
+            conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO nodes VALUES (?, ?)", new_nodes.items())
+            conn.execute("UPDATE meta SET size = ?", (size,))
+            conn.execute("COMMIT")
+        except BaseException:
+            for item in batch:
+                item.index = None
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- tree heads and export ------------------------------------------------------------
+
+    def sign_tree_head(self) -> SignedTreeHead:
+        """Sign and store a tree head for the current size."""
+        if self._key is None:
+            raise InvalidRequestError("this log was opened without a signing key")
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            size = int(conn.execute("SELECT size FROM meta").fetchone()[0])
+            root = merkle.subtree_hash(self._get_node, 0, size)
+        finally:
+            conn.execute("COMMIT")
+        sth = sign_tree_head(self._key, size, root, int(self._clock() * 1000))
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?)",
+                (sth.size, sth.root, sth.timestamp_ms, sth.key_id, sth.signature),
+            )
+        return sth
+
+    def tree_heads(self) -> list[SignedTreeHead]:
+        rows = self._reader().execute("SELECT * FROM tree_heads ORDER BY rowid").fetchall()
+        return [SignedTreeHead(s, bytes(r), t, k, bytes(sig)) for s, r, t, k, sig in rows]
+
+    def export(self, path: Path) -> SignedTreeHead:
+        """Write the whole log and a fresh signed tree head to ``path`` (see ``verify.py``)."""
+        sth = self.sign_tree_head()
+        tmp = Path(f"{path}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(_line({"format": EXPORT_FORMAT, "size": sth.size}))
+            for data in self.entries(0, sth.size):
+                f.write(data + b"\n")
+            f.write(_line({"tree_head": sth.to_json()}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return sth
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
