@@ -1,0 +1,31 @@
+"""Exception types raised by the federation package.
+
+Every error says what went wrong and what the caller can do about it.
+"""
+
+
+class FederationError(Exception):
+    """Base class of every error raised by ``federation``."""
+
+
+class InvalidJobError(FederationError, ValueError):
+    """The job specification is inconsistent or names something that is not approved."""
+
+
+class BudgetExceededError(FederationError):
+    """The privacy cost predicted for a job exceeds the budget it was given.
+
+    Raised before any training starts, so nothing has been spent.
+    """
+
+
+class NodeDataError(FederationError, ValueError):
+    """A node's loader returned data that does not match the job."""
+
+
+class NotEnoughNodesError(FederationError):
+    """Fewer nodes than the job's minimum answered a round."""
+
+
+class NodeBudgetRefusedError(FederationError):
+    """A node refused to train because the job would exceed what was reserved on it."""

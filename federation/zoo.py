@@ -1,0 +1,159 @@
+"""The approved model zoo: the only model code a job may run on a department's data.
+
+A job names one of :data:`APPROVED_MODELS` and gives hyperparameters; the department can read
+this module to see exactly what will run on its rows. Every model takes one float tensor ``X``
+whose categorical columns hold integer codes (``0 .. cardinality-1``) and returns one logit per
+row (binary classification). All layers are supported by Opacus' per-sample gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from federation.errors import InvalidJobError
+
+APPROVED_MODELS: tuple[str, ...] = ("logreg", "mlp", "tab_embed")
+
+_ALLOWED_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
+    "logreg": {},
+    "mlp": {"hidden": (1, 512), "layers": (1, 4)},
+    "tab_embed": {"hidden": (1, 512), "embedding_dim": (1, 32)},
+}
+
+
+class _Inputs(nn.Module):
+    """Splits ``X`` into numeric columns and one-hot encoded categorical columns."""
+
+    def __init__(self, n_features: int, categorical: Mapping[int, int]) -> None:
+        super().__init__()
+        self.numeric_idx = [i for i in range(n_features) if i not in categorical]
+        self.cat_idx = sorted(categorical)
+        self.cards = [categorical[i] for i in self.cat_idx]
+        self.out_dim = len(self.numeric_idx) + sum(self.cards)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [x[:, self.numeric_idx]]
+        for i, card in zip(self.cat_idx, self.cards, strict=True):
+            codes = x[:, i].long().clamp(0, card - 1)
+            parts.append(nn.functional.one_hot(codes, card).to(x.dtype))
+        return torch.cat(parts, dim=1)
+
+
+class LogisticRegression(nn.Module):
+    """Logistic regression on numeric columns plus one-hot categorical columns."""
+
+    def __init__(self, n_features: int, categorical: Mapping[int, int]) -> None:
+        super().__init__()
+        self.inputs = _Inputs(n_features, categorical)
+        self.linear = nn.Linear(self.inputs.out_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.inputs(x)).squeeze(-1)
+
+
+class TabularMLP(nn.Module):
+    """A ReLU multilayer perceptron on numeric plus one-hot categorical columns."""
+
+    def __init__(
+        self, n_features: int, categorical: Mapping[int, int], hidden: int = 32, layers: int = 2
+    ) -> None:
+        super().__init__()
+        self.inputs = _Inputs(n_features, categorical)
+        blocks: list[nn.Module] = []
+        width = self.inputs.out_dim
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        blocks.append(nn.Linear(width, 1))
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.inputs(x)).squeeze(-1)
+
+
+class TabularEmbeddingNet(nn.Module):
+    """Learned embeddings for categorical columns (industry, district, education code ...)
+    concatenated with numeric columns, then one hidden ReLU layer.
+
+    Suited to government registers where high-cardinality codes carry most of the signal.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        categorical: Mapping[int, int],
+        hidden: int = 32,
+        embedding_dim: int = 4,
+    ) -> None:
+        super().__init__()
+        self.numeric_idx = [i for i in range(n_features) if i not in categorical]
+        self.cat_idx = sorted(categorical)
+        self.cards = [categorical[i] for i in self.cat_idx]
+        self.embeddings = nn.ModuleList(
+            [nn.Embedding(card, min(embedding_dim, card)) for card in self.cards]
+        )
+        width = len(self.numeric_idx) + sum(e.embedding_dim for e in self.embeddings)
+        self.body = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [x[:, self.numeric_idx]]
+        for i, card, emb in zip(self.cat_idx, self.cards, self.embeddings, strict=True):
+            parts.append(emb(x[:, i].long().clamp(0, card - 1)))
+        return self.body(torch.cat(parts, dim=1)).squeeze(-1)
+
+
+def validate_model_params(name: str, params: Mapping[str, int]) -> None:
+    """Raise :class:`InvalidJobError` unless ``name`` is approved and ``params`` are allowed.
+
+    >>> validate_model_params("mlp", {"hidden": 16})
+    """
+    if name not in APPROVED_MODELS:
+        raise InvalidJobError(
+            f"model {name!r} is not in the approved zoo; choose one of {APPROVED_MODELS}"
+        )
+    allowed = _ALLOWED_PARAMS[name]
+    for key, value in params.items():
+        if key not in allowed:
+            raise InvalidJobError(
+                f"model {name!r} has no hyperparameter {key!r}; allowed: {sorted(allowed)}"
+            )
+        low, high = allowed[key]
+        if not isinstance(value, int) or not low <= value <= high:
+            raise InvalidJobError(
+                f"hyperparameter {key!r} of {name!r} must be an integer in [{low}, {high}], "
+                f"got {value!r}"
+            )
+
+
+def build_model(
+    name: str,
+    feature_names: Sequence[str],
+    categorical: Mapping[str, int],
+    params: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Instantiate an approved model with deterministic initial weights.
+
+    ``categorical`` maps a feature name to its cardinality; those columns of ``X`` hold codes.
+
+    >>> m = build_model("logreg", ["age", "sex"], {"sex": 2})
+    >>> m(torch.zeros(3, 2)).shape
+    torch.Size([3])
+    """
+    params = dict(params or {})
+    validate_model_params(name, params)
+    index = {f: i for i, f in enumerate(feature_names)}
+    unknown = set(categorical) - set(index)
+    if unknown:
+        raise InvalidJobError(f"categorical columns {sorted(unknown)} are not among the features")
+    cat = {index[f]: int(c) for f, c in categorical.items()}
+    torch.manual_seed(seed)
+    n = len(feature_names)
+    if name == "logreg":
+        return LogisticRegression(n, cat)
+    if name == "mlp":
+        return TabularMLP(n, cat, **params)
+    return TabularEmbeddingNet(n, cat, **params)
