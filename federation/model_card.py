@@ -1,0 +1,134 @@
+"""The model card released with a trained model.
+
+It states what the model was trained on and what that cost, using only released values: DP row
+counts (never exact ones), the epsilon/delta spent per dataset, DP held-out accuracy, and the
+hash of the job configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class NodeCard:
+    """One dataset's line on the card."""
+
+    dataset: str
+    dp_rows: int | None
+    epsilon_spent: float
+    delta_spent: float
+    rounds_participated: int
+    dp_test_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything released about a trained model besides its weights."""
+
+    model: str
+    model_params: Mapping[str, int]
+    features: tuple[str, ...]
+    label: str
+    strategy: str
+    rounds: int
+    differential_privacy: bool
+    privacy_unit: str
+    accountant: str
+    max_grad_norm: float
+    config_hash: str
+    nodes: tuple[NodeCard, ...]
+    dp_test_accuracy: float | None
+    failures: tuple[str, ...]
+
+    def to_json(self) -> str:
+        """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
+        data = asdict(self)
+        for node in data["nodes"]:
+            if node["epsilon_spent"] == float("inf"):
+                node["epsilon_spent"] = "inf"
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    def to_markdown(self) -> str:
+        """A human-readable card."""
+        lines = [
+            f"# Model card: {self.model} predicting `{self.label}`",
+            "",
+            f"- configuration hash: `{self.config_hash}`",
+            f"- strategy: {self.strategy}, rounds: {self.rounds}",
+            f"- differential privacy: {self.differential_privacy} (unit: {self.privacy_unit}, "
+            f"accountant: {self.accountant}, clipping norm {self.max_grad_norm})",
+            f"- features: {', '.join(self.features)}",
+            f"- held-out accuracy (DP, all nodes): {_fmt(self.dp_test_accuracy)}",
+            "",
+            "| dataset | rows (DP) | epsilon | delta | rounds | held-out accuracy (DP) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in self.nodes:
+            lines.append(
+                f"| {n.dataset} | {n.dp_rows} | {n.epsilon_spent:.3f} | {n.delta_spent:g} | "
+                f"{n.rounds_participated} | {_fmt(n.dp_test_accuracy)} |"
+            )
+        if self.failures:
+            lines += ["", "Failures:", *[f"- {f}" for f in self.failures]]
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def build_model_card(
+    spec: object,
+    *,
+    config_hash: str,
+    dp_rows: Mapping[str, int],
+    spent: Mapping[str, tuple[float, float]],
+    rounds_participated: Mapping[str, int],
+    dp_correct: Mapping[str, int],
+    dp_total: Mapping[str, int],
+    failures: tuple[str, ...],
+) -> ModelCard:
+    """Assemble the card of a finished job from released values only.
+
+    ``spec`` is the job's :class:`~federation.job.JobSpec`; accuracies are ratios of DP counts.
+    """
+    nodes = []
+    for name in spec.nodes:  # type: ignore[attr-defined]
+        eps, delta = spent[name]
+        nodes.append(
+            NodeCard(
+                dataset=name,
+                dp_rows=dp_rows.get(name),
+                epsilon_spent=eps,
+                delta_spent=delta,
+                rounds_participated=rounds_participated.get(name, 0),
+                dp_test_accuracy=_ratio(dp_correct.get(name), dp_total.get(name)),
+            )
+        )
+    total_correct = sum(dp_correct.values()) if dp_correct else None
+    total = sum(dp_total.values()) if dp_total else None
+    return ModelCard(
+        model=spec.model,  # type: ignore[attr-defined]
+        model_params=dict(spec.model_params),  # type: ignore[attr-defined]
+        features=tuple(spec.features),  # type: ignore[attr-defined]
+        label=spec.label,  # type: ignore[attr-defined]
+        strategy=spec.strategy,  # type: ignore[attr-defined]
+        rounds=spec.rounds,  # type: ignore[attr-defined]
+        differential_privacy=spec.dp,  # type: ignore[attr-defined]
+        privacy_unit="record",
+        accountant=spec.accountant,  # type: ignore[attr-defined]
+        max_grad_norm=spec.max_grad_norm,  # type: ignore[attr-defined]
+        config_hash=config_hash,
+        nodes=tuple(nodes),
+        dp_test_accuracy=_ratio(total_correct, total),
+        failures=failures,
+    )
+
+
+def _ratio(num: int | None, den: int | None) -> float | None:
+    if num is None or not den:
+        return None
+    return min(1.0, max(0.0, num / den))

@@ -1,0 +1,56 @@
+"""What a federated job returns: final weights, per-round metrics, spend and failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from federation.accounting import PrivacyCost
+from federation.model_card import ModelCard
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """A node that did not answer a step of the job."""
+
+    node: str
+    stage: str  # "describe", "train round N", "evaluate"
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    """One training round, seen from the server.
+
+    ``overhead_s`` is the round's wall time minus the slowest node's local compute: the time
+    spent in messaging, scheduling and aggregation.
+    """
+
+    round: int
+    nodes: tuple[str, ...]
+    failed: tuple[str, ...]
+    wall_s: float
+    max_compute_s: float
+    overhead_s: float
+    mean_update_norm: float
+
+
+@dataclass
+class TrainingResult:
+    """The outcome of :func:`federation.simulation.run_simulation`.
+
+    ``spent`` is what the ledger must charge (never above ``predicted``, which it reserved);
+    it is charged even when ``status == "aborted"``, because updates did leave the nodes.
+    """
+
+    status: Literal["completed", "aborted"]
+    weights: dict[str, np.ndarray] | None
+    rounds: list[RoundMetrics]
+    predicted: dict[str, PrivacyCost]
+    spent: dict[str, PrivacyCost]
+    failures: list[NodeFailure]
+    model_card: ModelCard | None
+    abort_reason: str | None = None
+    round_weights: list[dict[str, np.ndarray]] = field(default_factory=list)
