@@ -1,0 +1,193 @@
+"""Public parameters of the synthetic Shandong cities used by `sandbox.generate`.
+
+Every number here is public, approximate domain knowledge (census shares, district lists,
+regulated bounds), never read off real records. The cities differ on purpose, so that the
+datasets built from them are non-IID across department nodes: population size, age
+structure, urban share, education, wages, industry mix and credit risk all vary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Five-year age bands 0-4, 5-9, ..., 100-104: shares (%) close to China's 2020 census.
+AGE_BAND_SHARES: tuple[float, ...] = (
+    5.4, 6.4, 6.0, 5.2, 5.3, 6.6, 8.7, 6.8, 6.6, 8.2, 8.7,
+    7.1, 5.2, 5.5, 3.8, 2.4, 1.6, 0.8, 0.3, 0.06, 0.01,
+)  # fmt: skip
+
+EDUCATION: tuple[str, ...] = ("小学及以下", "初中", "高中", "大专", "本科", "研究生")
+
+# 国民经济行业分类 (GB/T 4754) sections most common among small and medium enterprises.
+INDUSTRIES: tuple[str, ...] = (
+    "农林牧渔业",
+    "制造业",
+    "建筑业",
+    "批发和零售业",
+    "交通运输、仓储和邮政业",
+    "住宿和餐饮业",
+    "信息传输、软件和信息技术服务业",
+    "房地产业",
+    "租赁和商务服务业",
+    "科学研究和技术服务业",
+)
+
+
+@dataclass(frozen=True)
+class IndustryTraits:
+    """Typical size, productivity, tax burden, credit risk and wage level of one industry."""
+
+    employees_median: float  # persons
+    revenue_per_employee: float  # 万元 per employee and year, median
+    tax_rate: float  # taxes paid as a share of revenue
+    risk: float  # additive term on the log-odds of loan default
+    wage: float  # contribution base relative to the city median
+
+
+INDUSTRY_TRAITS: tuple[IndustryTraits, ...] = (
+    IndustryTraits(8, 25, 0.006, 0.35, 0.75),
+    IndustryTraits(25, 60, 0.040, 0.10, 1.00),
+    IndustryTraits(20, 50, 0.030, 0.45, 0.95),
+    IndustryTraits(6, 90, 0.020, 0.20, 0.85),
+    IndustryTraits(15, 55, 0.030, 0.05, 1.00),
+    IndustryTraits(10, 15, 0.020, 0.55, 0.70),
+    IndustryTraits(12, 45, 0.050, -0.15, 1.50),
+    IndustryTraits(10, 120, 0.070, 0.60, 1.10),
+    IndustryTraits(8, 40, 0.040, 0.20, 1.00),
+    IndustryTraits(10, 40, 0.040, -0.25, 1.30),
+)
+
+
+@dataclass(frozen=True)
+class District:
+    """A county-level division: name, relative population and probability of urban hukou."""
+
+    name: str
+    population: float  # 万人, approximate (2020 census)
+    urban: float
+
+
+@dataclass(frozen=True)
+class CityProfile:
+    """Public parameters of one city."""
+
+    code: str  # dataset name prefix, e.g. "jinan"
+    name: str  # Chinese name, e.g. "济南"
+    admin_code: str  # 6-digit administrative division code, used as pseudonym prefix
+    population: float  # 万人, resident population (2020 census, rounded)
+    districts: tuple[District, ...]
+    age_tilt: float  # > 0 means an older population than the national pyramid
+    education_shift: float  # shifts the latent education score
+    wage: float  # median monthly contribution base, 元
+    visit_rate: float  # multiplier on hospital visit rates
+    industry_weights: tuple[float, ...]  # over INDUSTRIES
+    default_rate: float  # target share of enterprises that default on a loan
+    years_operating: float  # mean age of enterprises, years
+    formality: float  # shifts the share of employees covered by social insurance
+
+
+PROFILES: tuple[CityProfile, ...] = (
+    CityProfile(
+        code="jinan",
+        name="济南",
+        admin_code="370100",
+        population=920,
+        districts=(
+            District("历下区", 82, 0.96),
+            District("市中区", 93, 0.95),
+            District("槐荫区", 62, 0.93),
+            District("天桥区", 75, 0.92),
+            District("历城区", 135, 0.78),
+            District("长清区", 61, 0.60),
+            District("章丘区", 107, 0.62),
+            District("济阳区", 56, 0.50),
+            District("莱芜区", 99, 0.62),
+            District("钢城区", 30, 0.65),
+            District("平阴县", 33, 0.38),
+            District("商河县", 52, 0.32),
+        ),
+        age_tilt=0.0,
+        education_shift=0.35,
+        wage=6800,
+        visit_rate=1.0,
+        industry_weights=(0.03, 0.16, 0.10, 0.26, 0.05, 0.07, 0.10, 0.04, 0.11, 0.08),
+        default_rate=0.06,
+        years_operating=9.0,
+        formality=0.3,
+    ),
+    CityProfile(
+        code="qingdao",
+        name="青岛",
+        admin_code="370200",
+        population=1007,
+        districts=(
+            District("市南区", 51, 0.98),
+            District("市北区", 104, 0.97),
+            District("黄岛区", 190, 0.80),
+            District("崂山区", 53, 0.90),
+            District("李沧区", 76, 0.95),
+            District("城阳区", 112, 0.85),
+            District("即墨区", 134, 0.60),
+            District("胶州市", 101, 0.58),
+            District("平度市", 118, 0.40),
+            District("莱西市", 70, 0.42),
+        ),
+        age_tilt=-0.05,
+        education_shift=0.30,
+        wage=7000,
+        visit_rate=1.0,
+        industry_weights=(0.03, 0.27, 0.08, 0.24, 0.10, 0.07, 0.06, 0.04, 0.07, 0.04),
+        default_rate=0.05,
+        years_operating=10.0,
+        formality=0.4,
+    ),
+    CityProfile(
+        code="rizhao",
+        name="日照",
+        admin_code="371100",
+        population=297,
+        districts=(
+            District("东港区", 105, 0.80),
+            District("岚山区", 43, 0.65),
+            District("五莲县", 48, 0.40),
+            District("莒县", 100, 0.35),
+        ),
+        age_tilt=0.08,
+        education_shift=-0.10,
+        wage=5600,
+        visit_rate=0.9,
+        industry_weights=(0.08, 0.22, 0.09, 0.24, 0.12, 0.08, 0.03, 0.04, 0.07, 0.03),
+        default_rate=0.09,
+        years_operating=8.0,
+        formality=0.0,
+    ),
+    CityProfile(
+        code="dezhou",
+        name="德州",
+        admin_code="371400",
+        population=561,
+        districts=(
+            District("德城区", 71, 0.90),
+            District("陵城区", 51, 0.48),
+            District("禹城市", 52, 0.45),
+            District("乐陵市", 62, 0.42),
+            District("临邑县", 48, 0.38),
+            District("平原县", 42, 0.38),
+            District("夏津县", 48, 0.35),
+            District("武城县", 36, 0.38),
+            District("齐河县", 62, 0.45),
+            District("宁津县", 41, 0.38),
+            District("庆云县", 30, 0.40),
+        ),
+        age_tilt=0.30,
+        education_shift=-0.30,
+        wage=5200,
+        visit_rate=0.95,
+        industry_weights=(0.20, 0.25, 0.09, 0.22, 0.05, 0.07, 0.02, 0.03, 0.05, 0.02),
+        default_rate=0.12,
+        years_operating=7.0,
+        formality=-0.3,
+    ),
+)
+
+PROFILE_BY_CODE: dict[str, CityProfile] = {p.code: p for p in PROFILES}
