@@ -25,6 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies import merkle
+from policies.db import connect
 from policies.errors import InvalidRequestError, LogIntegrityError
 from policies.treehead import SignedTreeHead, sign_tree_head
 from policies.verify import EXPORT_FORMAT
@@ -73,15 +74,6 @@ def encode_entry(index: int, ts_ms: int, kind: str, fields: Mapping[str, Any]) -
     body = dict(fields)
     body.update(index=index, ts_ms=ts_ms, kind=kind)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """An autocommit SQLite connection in WAL mode with full durability."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=60000")
-    return conn
 
 
 @dataclass

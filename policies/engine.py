@@ -1,0 +1,326 @@
+"""The policy engine: ``decide(request) -> Decision``.
+
+Who may do what for which purpose is decided by Cedar (``cedarpy``) over the rules in
+``policies/rules/*.cedar`` with grants and datasets as entities: deny by default, and a
+forbid (a global rule, or one failed check of the grant) beats any permit. Cedar has no
+floats, so epsilon travels as integer micro-epsilon. A permit is then checked against the
+budget ledger. The decision lists every reason: the permitting grant, or each failed check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import cedarpy
+
+from policies.composition import Loss
+from policies.datasets import DatasetPolicy
+from policies.grants import Action, Grant
+from policies.ledger import BudgetLedger
+from policies.registry import Registry
+from policies.requests import ColumnRef, Request
+
+RULE_FILES = ("global.cedar", "grants.cedar")
+
+
+def load_rules() -> str:
+    """The Cedar policy text the engine enforces (global rules first)."""
+    folder = resources.files("policies") / "rules"
+    return "\n".join((folder / name).read_text(encoding="utf-8") for name in RULE_FILES)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a decision went the way it did: a Cedar rule id or a ledger/registry check."""
+
+    code: str
+    message: str
+    grant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Obligations:
+    """What a permit obliges the caller to do: reserve ``loss``, touch only ``columns``,
+    suppress released groups smaller than ``min_group_size``."""
+
+    grant_id: str
+    dataset: str
+    loss: Loss
+    columns: tuple[ColumnRef, ...]
+    min_group_size: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    permit: bool
+    reasons: tuple[Reason, ...]
+    obligations: Obligations | None
+    request_digest: str
+    policy_digest: str
+    log_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": "permit" if self.permit else "deny",
+            "reasons": [
+                {"code": r.code, "message": r.message, "grant_id": r.grant_id} for r in self.reasons
+            ],
+            "grant_id": self.obligations.grant_id if self.obligations else None,
+            "request_digest": self.request_digest,
+            "policy_digest": self.policy_digest,
+        }
+
+
+@dataclass
+class _Snapshot:
+    revision: int
+    grants: dict[str, Grant]
+    by_firm_dataset: dict[tuple[str, str], list[Grant]]
+    datasets: dict[str, DatasetPolicy]
+    entities: cedarpy.Entities
+
+
+def _uid(kind: str, ident: str) -> dict[str, dict[str, str]]:
+    return {"__entity": {"type": kind, "id": ident}}
+
+
+def _micro(value: float) -> int:
+    return math.ceil(value * 1_000_000 - 1e-6)
+
+
+def _entities(grants: list[Grant], datasets: list[DatasetPolicy]) -> cedarpy.Entities:
+    items: list[dict[str, Any]] = []
+    for d in datasets:
+        items.append(
+            {
+                "uid": {"type": "Dataset", "id": d.dataset_id},
+                "attrs": {"level": str(d.level), "identity_columns": sorted(d.identity_columns)},
+                "parents": [],
+            }
+        )
+    for g in grants:
+        column_uses = sorted(
+            f"{name}/{col}/{use}"
+            for name, terms in g.datasets.items()
+            for col, rule in terms.columns.items()
+            for use in rule.uses
+        )
+        items.append(
+            {
+                "uid": {"type": "Grant", "id": g.grant_id},
+                "attrs": {
+                    "firm": _uid("Firm", g.firm),
+                    "datasets": [_uid("Dataset", name) for name in sorted(g.datasets)],
+                    "purpose": g.purpose,
+                    "actions": [_uid("Action", str(a)) for a in sorted(g.actions)],
+                    "column_uses": column_uses,
+                    "epsilon_per_use_micro": math.floor(g.epsilon_per_use * 1_000_000 + 1e-6),
+                    "min_group_size": g.min_group_size,
+                    "models": sorted(g.models),
+                    "valid_from": int(g.valid_from.timestamp()),
+                    "valid_until": int(g.valid_until.timestamp()),
+                    "revoked": g.revoked,
+                },
+                "parents": [],
+            }
+        )
+    return cedarpy.Entities.from_json_str(json.dumps(items))
+
+
+class PolicyEngine:
+    """Decides requests against the registry's grants, the Cedar rules and the ledger.
+
+    The parsed policy set and entity set are cached and rebuilt only when the registry's
+    revision moves (any grant or dataset change, from any process).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        ledger: BudgetLedger | None = None,
+        rules: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self.rules = load_rules() if rules is None else rules
+        self.policy_digest = hashlib.sha256(self.rules.encode()).hexdigest()
+        self._policies = cedarpy.PolicySet.from_str(self.rules)
+        self._clock = clock
+        self._snapshot: _Snapshot | None = None
+        self._reload_lock = threading.Lock()
+
+    def _current(self) -> _Snapshot:
+        revision = self.registry.revision()
+        snap = self._snapshot
+        if snap is not None and snap.revision == revision:
+            return snap
+        with self._reload_lock:
+            snap = self._snapshot
+            if snap is not None and snap.revision == revision:
+                return snap
+            grants = self.registry.grants()
+            datasets = self.registry.datasets()
+            index: dict[tuple[str, str], list[Grant]] = {}
+            for g in grants:
+                for name in g.datasets:
+                    index.setdefault((g.firm, name), []).append(g)
+            snap = _Snapshot(
+                revision,
+                {g.grant_id: g for g in grants},
+                index,
+                {d.dataset_id: d for d in datasets},
+                _entities(grants, datasets),
+            )
+            self._snapshot = snap
+            return snap
+
+    def decide(self, request: Request) -> Decision:
+        """Permit or deny ``request``, with every reason and, on permit, the obligations."""
+        snap = self._current()
+        digest = request.digest()
+
+        def deny(*reasons: Reason) -> Decision:
+            return Decision(False, reasons, None, digest, self.policy_digest)
+
+        dataset = snap.datasets.get(request.dataset)
+        if dataset is None:
+            return deny(
+                Reason("dataset-not-registered", f"dataset {request.dataset!r} is not registered")
+            )
+        if request.grant_id is not None:
+            grant = snap.grants.get(request.grant_id)
+            if grant is None:
+                return deny(Reason("no-grant", f"there is no grant {request.grant_id!r}"))
+            candidates = [grant]
+        else:
+            candidates = snap.by_firm_dataset.get((request.firm, request.dataset), [])
+            if not candidates:
+                return deny(
+                    Reason(
+                        "no-grant",
+                        f"no grant names firm {request.firm!r} and dataset {request.dataset!r}",
+                    )
+                )
+        now = int(self._clock())
+        column_uses = [f"{request.dataset}/{u}" for u in request.column_uses()]
+        columns = sorted({c.name for c in request.columns})
+        base = {
+            "principal": {"type": "Firm", "id": request.firm},
+            "action": {"type": "Action", "id": str(request.action)},
+            "resource": {"type": "Dataset", "id": request.dataset},
+        }
+        context = {
+            "purpose": request.purpose,
+            "columns": columns,
+            "column_uses": column_uses,
+            "epsilon_micro": _micro(request.epsilon),
+            "min_group_size": request.min_group_size,
+            "model": request.model or "",
+            "now": now,
+        }
+        batch = [
+            {**base, "context": {**context, "grant": _uid("Grant", g.grant_id)}} for g in candidates
+        ]
+        results = cedarpy.is_authorized_batch(batch, self._policies, snap.entities)
+        reasons: list[Reason] = []
+        for grant, result in zip(candidates, results, strict=True):
+            if result.diagnostics.errors:
+                reasons.append(
+                    Reason("rule-error", "; ".join(result.diagnostics.errors), grant.grant_id)
+                )
+                continue
+            ids = result.diagnostics.id_annotations_by_reason
+            codes = sorted({ids.get(p, p) for p in result.diagnostics.reasons})
+            if result.allowed:
+                permit = self._permit(request, grant, codes, digest)
+                if permit.permit:
+                    return permit
+                reasons.extend(permit.reasons)
+            elif codes:
+                reasons.extend(_explain(code, request, grant, dataset, now) for code in codes)
+            else:
+                reasons.append(
+                    Reason(
+                        "grant-does-not-cover",
+                        f"grant {grant.grant_id} does not name firm {request.firm!r} and "
+                        f"dataset {request.dataset!r}",
+                        grant.grant_id,
+                    )
+                )
+        return deny(*reasons)
+
+    def _permit(self, request: Request, grant: Grant, codes: list[str], digest: str) -> Decision:
+        loss = Loss(request.epsilon, request.delta, request.rho)
+        if self.ledger is not None:
+            short = self.ledger.check(grant.grant_id, request.dataset, loss)
+            if short is not None:
+                reason = Reason("budget-exhausted", short, grant.grant_id)
+                return Decision(False, (reason,), None, digest, self.policy_digest)
+        reasons = tuple(
+            Reason(
+                code,
+                f"grant {grant.grant_id} v{grant.version} ({grant.purpose}; {grant.legal_basis}; "
+                f"approved by {grant.approved_by}) covers this use",
+                grant.grant_id,
+            )
+            for code in codes
+        )
+        obligations = Obligations(
+            grant.grant_id,
+            request.dataset,
+            loss,
+            request.columns,
+            max(request.min_group_size, grant.min_group_size),
+        )
+        return Decision(True, reasons, obligations, digest, self.policy_digest)
+
+
+def _explain(code: str, request: Request, grant: Grant, dataset: DatasetPolicy, now: int) -> Reason:
+    g = grant
+    if code == "grant-revoked":
+        msg = f"grant {g.grant_id} was revoked by {g.revoked_by}: {g.revoked_reason}"
+    elif code == "grant-not-yet-valid":
+        msg = f"grant {g.grant_id} is valid only from {g.valid_from.isoformat()}"
+    elif code == "grant-expired":
+        msg = f"grant {g.grant_id} expired at {g.valid_until.isoformat()}"
+    elif code == "purpose-not-granted":
+        msg = f"purpose {request.purpose!r} is not the granted purpose {g.purpose!r}"
+    elif code == "action-not-granted":
+        granted = ", ".join(sorted(g.actions))
+        msg = f"action {request.action} is not granted (granted: {granted})"
+    elif code == "column-use-not-granted":
+        terms = g.datasets.get(request.dataset)
+        rules = terms.columns if terms else {}
+        bad = [
+            f"{c.name} as {c.use} (rule: {rules.get(c.name, 'not listed')})"
+            for c in request.columns
+            if c.name not in rules or c.use not in rules[c.name].uses
+        ]
+        msg = "column uses not granted: " + "; ".join(bad)
+    elif code == "epsilon-over-per-use-cap":
+        msg = f"epsilon {request.epsilon} exceeds the per-use cap {g.epsilon_per_use}"
+    elif code == "group-size-below-minimum":
+        msg = f"minimum group size {request.min_group_size} is below the grant's {g.min_group_size}"
+    elif code == "model-not-approved":
+        approved = ", ".join(sorted(g.models)) or "none"
+        msg = f"model {request.model!r} is not approved (approved: {approved})"
+    elif code == "identity-column-never-usable":
+        bad_cols = sorted({c.name for c in request.columns} & dataset.identity_columns)
+        msg = f"identity columns are never usable: {', '.join(bad_cols)}"
+    elif code == "core-data-never-leaves":
+        msg = f"dataset {dataset.dataset_id} is core (核心) data, which never leaves its department"
+    else:
+        msg = f"forbidden by rule {code}"
+    return Reason(code, msg, g.grant_id)
+
+
+__all__ = ["Action", "Decision", "Obligations", "PolicyEngine", "Reason", "load_rules"]

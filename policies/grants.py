@@ -1,0 +1,117 @@
+"""Grants: explicit, purpose-bound permissions for one firm to use named datasets.
+
+A grant fixes the firm, the datasets and, per dataset, the total (epsilon, delta) budget and
+what may be done with each column (in the spirit of SCQL's column control list), the
+purpose and its legal basis, the allowed actions, a per-use epsilon cap, the minimum group
+size of released groups, the models approved for training, a validity window, and the
+department official who approved it. Grants are immutable values; the registry versions them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Action(StrEnum):
+    QUERY = "query"
+    TRAIN = "train"
+
+
+class ColumnUse(StrEnum):
+    """How a request uses a column. Training features and labels are ``aggregate`` uses."""
+
+    FILTER = "filter"
+    GROUP_BY = "group_by"
+    AGGREGATE = "aggregate"
+
+
+class ColumnRule(StrEnum):
+    """What a grant lets a firm do with one column."""
+
+    NEVER = "never"
+    FILTER_ONLY = "filter_only"
+    GROUP_BY = "group_by"
+    AGGREGATE_ONLY = "aggregate_only"
+
+    @property
+    def uses(self) -> frozenset[ColumnUse]:
+        return _RULE_USES[self]
+
+
+_RULE_USES: dict[ColumnRule, frozenset[ColumnUse]] = {
+    ColumnRule.NEVER: frozenset(),
+    ColumnRule.FILTER_ONLY: frozenset({ColumnUse.FILTER}),
+    ColumnRule.GROUP_BY: frozenset({ColumnUse.GROUP_BY, ColumnUse.FILTER}),
+    ColumnRule.AGGREGATE_ONLY: frozenset({ColumnUse.AGGREGATE}),
+}
+
+
+class DatasetTerms(BaseModel):
+    """The budget and column rules a grant sets for one dataset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epsilon: float = Field(gt=0, description="total epsilon this grant may spend here")
+    delta: float = Field(ge=0, lt=1, description="total delta this grant may spend here")
+    columns: dict[str, ColumnRule] = Field(
+        description="every column the firm may touch; unlisted columns are never usable"
+    )
+
+
+class Grant(BaseModel):
+    """One version of a grant.
+
+    >>> from datetime import datetime, UTC
+    >>> g = Grant(grant_id="g-1", firm="acme", purpose="credit-risk-statistics",
+    ...     legal_basis="PIPL art. 13(1)", actions={Action.QUERY}, epsilon_per_use=0.5,
+    ...     min_group_size=10, approved_by="li.wei@stats.gov",
+    ...     valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+    ...     valid_until=datetime(2027, 1, 1, tzinfo=UTC),
+    ...     datasets={"tax": DatasetTerms(epsilon=3, delta=1e-6,
+    ...                                   columns={"income": ColumnRule.AGGREGATE_ONLY})})
+    >>> g.version, g.revoked
+    (1, False)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    grant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
+    firm: str = Field(min_length=1)
+    datasets: dict[str, DatasetTerms] = Field(min_length=1)
+    purpose: str = Field(min_length=1)
+    legal_basis: str = Field(min_length=1)
+    actions: frozenset[Action] = Field(min_length=1)
+    epsilon_per_use: float = Field(gt=0)
+    min_group_size: int = Field(ge=1)
+    models: frozenset[str] = frozenset()
+    valid_from: datetime
+    valid_until: datetime
+    approved_by: str = Field(min_length=1, description="the department official who approved")
+    version: int = 1
+    revoked: bool = False
+    revoked_by: str | None = None
+    revoked_reason: str | None = None
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Grant:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if Action.TRAIN in self.actions and not self.models:
+            raise ValueError("a grant that allows training must list its approved models")
+        for name, terms in self.datasets.items():
+            if self.epsilon_per_use > terms.epsilon:
+                raise ValueError(
+                    f"epsilon_per_use {self.epsilon_per_use} exceeds the total epsilon "
+                    f"{terms.epsilon} for dataset {name!r}"
+                )
+        return self
