@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ MAX_ENUMERABLE_INT_KEYS = 1000
 DEFAULT_ROW_BOUND = 100_000_000
 
 
-class Classification(str, Enum):
+class Classification(StrEnum):
     """Classification levels (数据分级)."""
 
     PUBLIC = "公开"
@@ -94,7 +94,7 @@ class ColumnSpec(BaseModel):
 
 
 class PrivacyUnit(BaseModel):
-    """Who is protected: one row per person, or all rows sharing ``id_column`` (at most max_rows)."""
+    """Who is protected: one row per person, or all rows sharing ``id_column``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -76,7 +76,15 @@ class DatasetContext:
             for name, spec in self.columns.items()
         ]
         domain = dp.lazyframe_domain(series)
-        self.domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=manifest.row_bound))
+        domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=manifest.row_bound))
+        # Grouping by keys that are not public needs a public bound on the number of groups.
+        # No dataset has more groups than rows, so row_bound is always a valid (loose) bound.
+        groupable = [name for name, spec in self.columns.items() if spec.type != "float"]
+        for size in (1, 2):
+            for by in itertools.combinations(groupable, size):
+                margin = dp.polars.Margin(by=list(by), max_groups=manifest.row_bound)
+                domain = dp.with_margin(domain, margin)
+        self.domain = domain
         self.metric, self.d_in = dp.unit_of(contributions=manifest.privacy_unit.max_rows)
         odometer = dp.c.make_fully_adaptive_composition(self.domain, self.metric, _MEASURE)
         self._queryable = odometer(frame.lazy())
@@ -142,7 +150,7 @@ class _CompiledQuery:
 
 
 class QueryEngine:
-    """Answers SQL over a catalog with OpenDP; one :class:`DatasetContext` per dataset, built lazily."""
+    """Answers SQL over a catalog with OpenDP, one :class:`DatasetContext` per dataset."""
 
     def __init__(self, catalog: Catalog, frames: dict[str, pl.DataFrame] | None = None):
         self.catalog = catalog
@@ -179,10 +187,13 @@ class QueryEngine:
         """
         epsilon, delta = check_privacy_parameters(epsilon, delta)
         if min_group_size is not None and (
-            isinstance(min_group_size, bool) or not isinstance(min_group_size, int)
+            isinstance(min_group_size, bool)
+            or not isinstance(min_group_size, int)
             or min_group_size < 0
         ):
-            raise QueryError(f"min_group_size must be a non-negative integer, got {min_group_size!r}")
+            raise QueryError(
+                f"min_group_size must be a non-negative integer, got {min_group_size!r}"
+            )
         plan = sql if isinstance(sql, QueryPlan) else self.plan(sql)
         ctx = self.context(plan.dataset)
         compiled = _compile(plan, ctx, min_group_size)
@@ -193,7 +204,9 @@ class QueryEngine:
                 "groups must be selected privately; pass a delta > 0 (for example 1e-6)"
             )
         scales = self._scales(compiled, ctx, epsilon)
-        threshold = self._threshold(compiled, ctx, scales, delta) if compiled.needs_threshold else None
+        threshold = (
+            self._threshold(compiled, ctx, scales, delta) if compiled.needs_threshold else None
+        )
         measurement = ctx.measurement(_build_plan(compiled, ctx, scales), threshold)
         spent = ctx.loss(measurement)
         if spent[0] > epsilon * (1 + 1e-9) or spent[1] > delta * (1 + 1e-9):
@@ -214,26 +227,52 @@ class QueryEngine:
 
     # -- calibration ------------------------------------------------------------------------
 
-    def _sensitivity(self, ctx: DatasetContext, compiled: _CompiledQuery, mech: _Mechanism) -> float:
+    def _sensitivity(
+        self, ctx: DatasetContext, compiled: _CompiledQuery, mech: _Mechanism
+    ) -> float:
         """epsilon of this mechanism alone at scale 1, i.e. its sensitivity, from OpenDP."""
-        key = (ctx.manifest.name, compiled.plan.group_by, compiled.public_keys is not None, mech.shape)
+        key = (
+            ctx.manifest.name,
+            compiled.plan.group_by,
+            compiled.public_keys is not None,
+            compiled.needs_threshold,
+            mech.shape,
+        )
         cached = self._sensitivity_cache.get(key)
-        if cached is None:
+        if cached is not None:
+            return cached
+        if not compiled.needs_threshold:
             single = _CompiledQuery(
                 compiled.plan, [mech], {mech.name: 1.0}, compiled.public_keys, False, None
             )
-            measurement = ctx.measurement(_build_plan(single, ctx, {mech.name: 1.0}), None)
-            cached = ctx.loss(measurement)[0]
-            self._sensitivity_cache[key] = cached
+            cached = ctx.loss(ctx.measurement(_build_plan(single, ctx, {mech.name: 1.0})))[0]
+        else:
+            # With private keys OpenDP needs the selecting count in every plan: measure the
+            # count alone, then the count with this mechanism, and take the difference.
+            # The threshold does not change epsilon; the largest one keeps delta out of the way.
+            count = compiled.mechanisms[0]
+            parts = [count] if mech is count else [count, mech]
+            pair = _CompiledQuery(compiled.plan, parts, {}, None, True, None)
+            loss = ctx.loss(
+                ctx.measurement(
+                    _build_plan(pair, ctx, {m.name: 1.0 for m in parts}), threshold=2**32 - 1
+                )
+            )[0]
+            cached = loss if mech is count else loss - self._sensitivity(ctx, compiled, count)
+        self._sensitivity_cache[key] = cached
         return cached
 
-    def _scales(self, compiled: _CompiledQuery, ctx: DatasetContext, epsilon: float) -> dict[str, float]:
+    def _scales(
+        self, compiled: _CompiledQuery, ctx: DatasetContext, epsilon: float
+    ) -> dict[str, float]:
         # For Laplace and the exponential mechanism OpenDP's loss is sensitivity / scale, so the
         # scale for a share of epsilon is sensitivity / share. A hair of slack keeps the sum of
         # rounded-up losses at or under the total asked for.
         slack = 1 + 1e-12
         return {
-            m.name: self._sensitivity(ctx, compiled, m) / (epsilon * compiled.shares[m.name]) * slack
+            m.name: self._sensitivity(ctx, compiled, m)
+            / (epsilon * compiled.shares[m.name])
+            * slack
             for m in compiled.mechanisms
         }
 
@@ -242,7 +281,13 @@ class QueryEngine:
     ) -> int:
         """Smallest partition-selection threshold whose delta fits, found once per shape."""
         partition = next(m for m in compiled.mechanisms if m.role in ("partition", "count"))
-        key = (ctx.manifest.name, compiled.plan.group_by, partition.shape, scales[partition.name], delta)
+        key = (
+            ctx.manifest.name,
+            compiled.plan.group_by,
+            partition.shape,
+            scales[partition.name],
+            delta,
+        )
         cached = self._threshold_cache.get(key)
         if cached is not None:
             return cached
@@ -250,9 +295,12 @@ class QueryEngine:
         plan = _build_plan(single, ctx, {partition.name: scales[partition.name]})
 
         def fits(t: int) -> bool:
-            return ctx.loss(ctx.measurement(plan, t))[1] <= delta
+            try:
+                return ctx.loss(ctx.measurement(plan, t))[1] <= delta
+            except dp.OpenDPException:  # thresholds below OpenDP's minimum
+                return False
 
-        low, high = 0, 1
+        low, high = 1, 2
         while not fits(high):
             low, high = high, high * 2
             if high > 2**31:
@@ -306,8 +354,15 @@ class PreparedQuery:
             raise QueryError("a prepared query is released at most once; prepare it again")
         self._released = True
         frame = self._ctx.release(self._measurement)
-        return _postprocess(self._compiled, frame, self._measurement, self.scales, self.epsilon,
-                            self.delta, self.min_group_size)
+        return _postprocess(
+            self._compiled,
+            frame,
+            self._measurement,
+            self.scales,
+            self.epsilon,
+            self.delta,
+            self.min_group_size,
+        )
 
 
 # -- compiling a plan to OpenDP -------------------------------------------------------------
@@ -347,7 +402,9 @@ def _compile(plan: QueryPlan, ctx: DatasetContext, min_group_size: int | None) -
     if needs_threshold:
         # OpenDP selects groups with the first count in the plan: put it first.
         mechanisms.sort(key=lambda m: m.name != count_name)
-    return _CompiledQuery(plan, mechanisms, shares, public_keys, needs_threshold, count_name, hidden)
+    return _CompiledQuery(
+        plan, mechanisms, shares, public_keys, needs_threshold, count_name, hidden
+    )
 
 
 def _public_keys(specs: Sequence[ColumnSpec]) -> pl.DataFrame:
@@ -359,14 +416,13 @@ def _public_keys(specs: Sequence[ColumnSpec]) -> pl.DataFrame:
             f"{MAX_PUBLIC_GROUPS} are supported"
         )
     rows = list(itertools.product(*keys))
-    return pl.DataFrame(
-        rows, schema={s.name: polars_type(s.type) for s in specs}, orient="row"
-    )
+    return pl.DataFrame(rows, schema={s.name: polars_type(s.type) for s in specs}, orient="row")
 
 
 def _count_star(name: str, agg: Aggregate | None) -> _Mechanism:
-    return _Mechanism(name, "count", agg, lambda s: dp.len(scale=s, signed=True).alias(name),
-                      ("len",))
+    return _Mechanism(
+        name, "count", agg, lambda s: dp.len(scale=s, signed=True).alias(name), ("len",)
+    )
 
 
 def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Mechanism]:
@@ -375,11 +431,15 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
         if agg.column is None:
             return [_count_star(base, agg)]
         column = agg.column
-        return [_Mechanism(
-            base, "count", agg,
-            lambda s: pl.col(column).dp.count(scale=s, signed=True).alias(base),
-            ("count", column),
-        )]
+        return [
+            _Mechanism(
+                base,
+                "count",
+                agg,
+                lambda s: pl.col(column).dp.count(scale=s, signed=True).alias(base),
+                ("count", column),
+            )
+        ]
     spec = ctx.columns[agg.column or ""]
     low, high = spec.bounds or (0, 0)
     fill = min(max(0, low), high)
@@ -389,20 +449,30 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
     if agg.kind == "quantile":
         candidates = _candidates(spec)
         q = agg.quantile or 0.5
-        return [_Mechanism(
-            base, "quantile", agg,
-            lambda s: pl.col(column).fill_null(fill).dp.quantile(q, candidates, scale=s).alias(base),
-            ("quantile", column, q, len(candidates)),
-        )]
+        return [
+            _Mechanism(
+                base,
+                "quantile",
+                agg,
+                lambda s: (
+                    pl.col(column).fill_null(fill).dp.quantile(q, candidates, scale=s).alias(base)
+                ),
+                ("quantile", column, q, len(candidates)),
+            )
+        ]
     total = _Mechanism(
-        f"{base}_sum", "sum", agg,
+        f"{base}_sum",
+        "sum",
+        agg,
         lambda s: pl.col(column).fill_null(fill).dp.sum((low, high), scale=s).alias(f"{base}_sum"),
         ("sum", column, low, high),
     )
     if agg.kind == "sum":
         return [total]
     count = _Mechanism(
-        f"{base}_n", "count", agg,
+        f"{base}_n",
+        "count",
+        agg,
         lambda s: pl.col(column).dp.count(scale=s, signed=True).alias(f"{base}_n"),
         ("count", column),
     )
@@ -423,15 +493,21 @@ def _condition_expr(cond: Condition) -> pl.Expr:
     if isinstance(cond, Compare):
         col, value = pl.col(cond.column), pl.lit(cond.value)
         return {
-            "==": col == value, "!=": col != value, "<": col < value,
-            "<=": col <= value, ">": col > value, ">=": col >= value,
+            "==": col == value,
+            "!=": col != value,
+            "<": col < value,
+            "<=": col <= value,
+            ">": col > value,
+            ">=": col >= value,
         }[cond.op]
     if isinstance(cond, InList):  # OpenDP does not take is_in; an OR of equalities is the same
         return functools.reduce(
             lambda a, b: a | b, (pl.col(cond.column) == pl.lit(v) for v in cond.values)
         )
     if isinstance(cond, Between):
-        return (pl.col(cond.column) >= pl.lit(cond.low)) & (pl.col(cond.column) <= pl.lit(cond.high))
+        return (pl.col(cond.column) >= pl.lit(cond.low)) & (
+            pl.col(cond.column) <= pl.lit(cond.high)
+        )
     if isinstance(cond, IsNull):
         return pl.col(cond.column).is_null()
     if isinstance(cond, Negation):
@@ -443,7 +519,9 @@ def _condition_expr(cond: Condition) -> pl.Expr:
     raise TypeError(cond)  # pragma: no cover - parse_query builds only the types above
 
 
-def _build_plan(compiled: _CompiledQuery, ctx: DatasetContext, scales: dict[str, float]) -> pl.LazyFrame:
+def _build_plan(
+    compiled: _CompiledQuery, ctx: DatasetContext, scales: dict[str, float]
+) -> pl.LazyFrame:
     frame = ctx.empty
     plan = compiled.plan
     if plan.where is not None:
@@ -496,8 +574,12 @@ def _postprocess(
             column=agg.column,
             quantile=agg.quantile,
             mechanisms=[
-                {"statistic": m.role, "mechanism": info[m.name]["distribution"],
-                 "scale": scales[m.name], "epsilon": epsilon * compiled.shares[m.name]}
+                {
+                    "statistic": m.role,
+                    "mechanism": info[m.name]["distribution"],
+                    "scale": scales[m.name],
+                    "epsilon": epsilon * compiled.shares[m.name],
+                }
                 for m in parts
             ],
             epsilon=epsilon * sum(compiled.shares[m.name] for m in parts),
@@ -505,9 +587,14 @@ def _postprocess(
         )
     extra = []
     for name in sorted(compiled.hidden):
-        extra.append({"statistic": "row count (group selection)",
-                      "mechanism": info[name]["distribution"], "scale": scales[name],
-                      "epsilon": epsilon * compiled.shares[name]})
+        extra.append(
+            {
+                "statistic": "row count (group selection)",
+                "mechanism": info[name]["distribution"],
+                "scale": scales[name],
+                "epsilon": epsilon * compiled.shares[name],
+            }
+        )
     threshold = None
     if "threshold" in summary.columns:
         t = summary["threshold"].drop_nulls()

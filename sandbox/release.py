@@ -75,9 +75,9 @@ class QueryResult:
                     "quantile": a.quantile,
                     "epsilon": a.epsilon,
                     "mechanisms": a.mechanisms,
-                    "interval_note": None if a.kind != "quantile" else (
-                        "no value interval: the exponential mechanism's error is in rank"
-                    ),
+                    "interval_note": None
+                    if a.kind != "quantile"
+                    else ("no value interval: the exponential mechanism's error is in rank"),
                 }
                 for a in self.aggregates.values()
             ],
@@ -108,14 +108,20 @@ class QueryResult:
                 else:
                     cells.append(str(cell))
             lines.append(cells)
-        widths = [max(len(h), *(len(r[i]) for r in lines)) if lines else len(h)
-                  for i, h in enumerate(header)]
+        widths = [
+            max(len(h), *(len(r[i]) for r in lines)) if lines else len(h)
+            for i, h in enumerate(header)
+        ]
         out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
         out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines]
         out.append(
             f"-- {len(lines)} rows; {int(self.confidence * 100)}% intervals; "
             f"epsilon spent {self.epsilon_spent:.6g}, delta spent {self.delta_spent:.3g}"
-            + (f"; {self.suppressed_groups} small groups suppressed" if self.suppressed_groups else "")
+            + (
+                f"; {self.suppressed_groups} small groups suppressed"
+                if self.suppressed_groups
+                else ""
+            )
         )
         return "\n".join(out)
 

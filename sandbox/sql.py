@@ -21,7 +21,6 @@ Conditions: ``= != <> < <= > >=`` against a literal, ``IN (...)``, ``BETWEEN``, 
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,7 +141,10 @@ def parse_query(sql: str, catalog: Catalog) -> QueryPlan:
     manifest = catalog[_table_name(tree)]
     binder = _Binder(manifest)
 
-    group_by = tuple(binder.key_column(e) for e in (tree.args.get("group") or exp.Group()).expressions)
+    group = tree.args.get("group")
+    if group is not None and not group.expressions:
+        raise UnsupportedQuery("GROUP BY needs at least one column")
+    group_by = tuple(binder.key_column(e) for e in (group.expressions if group else []))
     if len(set(group_by)) != len(group_by):
         raise UnsupportedQuery("GROUP BY names a column twice")
     outputs: list[str | Aggregate] = []
@@ -205,7 +207,9 @@ def _refuse_unsupported_clauses(tree: exp.Select) -> None:
         if isinstance(node, exp.Subquery | exp.Union | exp.Window) or (
             isinstance(node, exp.Select) and node is not tree
         ):
-            raise UnsupportedQuery("subqueries, set operations and window functions are not supported")
+            raise UnsupportedQuery(
+                "subqueries, set operations and window functions are not supported"
+            )
 
 
 def _table_name(tree: exp.Select) -> str:
@@ -379,7 +383,9 @@ class _Binder:
         elif isinstance(node, exp.Null):
             raise UnsupportedQuery("compare with NULL using IS NULL / IS NOT NULL")
         else:
-            raise UnsupportedQuery(f"{node.sql()!r} is not a literal; compare columns with literals")
+            raise UnsupportedQuery(
+                f"{node.sql()!r} is not a literal; compare columns with literals"
+            )
         if spec.type in ("int", "float") and isinstance(raw, str):
             raise UnsupportedQuery(f"column {spec.name!r} is {spec.type}; {raw!r} is a string")
         if isinstance(raw, float) and not math.isfinite(raw):
@@ -408,4 +414,3 @@ _FLIPPED: dict[str, Literal["==", "!=", "<", "<=", ">", ">="]] = {
     ">": "<",
     ">=": "<=",
 }
-
