@@ -159,6 +159,8 @@ class QueryEngine:
         self._contexts_lock = threading.Lock()
         self._sensitivity_cache: dict[tuple[Any, ...], float] = {}
         self._threshold_cache: dict[tuple[Any, ...], int] = {}
+        self._plan_cache: dict[str, QueryPlan] = {}
+        self._summary_cache: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
 
     def context(self, dataset: str) -> DatasetContext:
         with self._contexts_lock:
@@ -171,7 +173,26 @@ class QueryEngine:
 
     def plan(self, sql: str) -> QueryPlan:
         """Parse and validate ``sql`` without touching data or spending privacy."""
-        return parse_query(sql, self.catalog)
+        plan = self._plan_cache.get(sql)
+        if plan is None:
+            plan = parse_query(sql, self.catalog)
+            if len(self._plan_cache) >= 4096:
+                self._plan_cache.clear()
+            self._plan_cache[sql] = plan
+        return plan
+
+    def summary(
+        self, measurement: dp.Measurement, key: tuple[Any, ...]
+    ) -> dict[str, dict[str, Any]]:
+        """OpenDP's description of each released column (mechanism, scale, 95% accuracy)."""
+        info = self._summary_cache.get(key)
+        if info is None:
+            table = dp.summarize_polars_measurement(measurement, alpha=1 - CONFIDENCE)
+            info = {row["column"]: row for row in table.iter_rows(named=True)}
+            if len(self._summary_cache) >= 4096:
+                self._summary_cache.clear()
+            self._summary_cache[key] = info
+        return info
 
     def prepare(
         self,
@@ -213,7 +234,9 @@ class QueryEngine:
             raise QueryError(  # a calibration defect: refuse rather than overspend
                 f"calibration produced loss {spent} above the requested ({epsilon}, {delta})"
             )
-        return PreparedQuery(self, ctx, compiled, measurement, scales, spent, min_group_size)
+        return PreparedQuery(
+            self, ctx, compiled, measurement, scales, spent, min_group_size, threshold
+        )
 
     def run(
         self,
@@ -338,8 +361,10 @@ class PreparedQuery:
         scales: dict[str, float],
         spent: tuple[float, float],
         min_group_size: int | None,
+        threshold: int | None = None,
     ):
         self._engine = engine
+        self.threshold = threshold
         self._ctx = ctx
         self._compiled = compiled
         self._measurement = measurement
@@ -354,10 +379,16 @@ class PreparedQuery:
             raise QueryError("a prepared query is released at most once; prepare it again")
         self._released = True
         frame = self._ctx.release(self._measurement)
+        key = (
+            self._ctx.manifest.name,
+            self.threshold,
+            tuple((m.name, m.shape, self.scales[m.name]) for m in self._compiled.mechanisms),
+        )
+        info = self._engine.summary(self._measurement, key)
         return _postprocess(
+            info,
             self._compiled,
             frame,
-            self._measurement,
             self.scales,
             self.epsilon,
             self.delta,
@@ -540,17 +571,15 @@ def _build_plan(
 
 
 def _postprocess(
+    info: dict[str, dict[str, Any]],
     compiled: _CompiledQuery,
     frame: pl.DataFrame,
-    measurement: dp.Measurement,
     scales: dict[str, float],
     epsilon: float,
     delta: float,
     min_group_size: int | None,
 ) -> QueryResult:
     plan = compiled.plan
-    summary = dp.summarize_polars_measurement(measurement, alpha=1 - CONFIDENCE)
-    info = {row["column"]: row for row in summary.iter_rows(named=True)}
     suppressed = 0
     if min_group_size is not None and compiled.count_name and plan.group_by:
         keep = frame[compiled.count_name] >= min_group_size
@@ -595,10 +624,8 @@ def _postprocess(
                 "epsilon": epsilon * compiled.shares[name],
             }
         )
-    threshold = None
-    if "threshold" in summary.columns:
-        t = summary["threshold"].drop_nulls()
-        threshold = int(t[0]) if len(t) else None
+    thresholds = [row.get("threshold") for row in info.values() if row.get("threshold")]
+    threshold = int(thresholds[0]) if thresholds else None
     return QueryResult(
         sql=plan.sql,
         dataset=plan.dataset,
