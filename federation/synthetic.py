@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +48,24 @@ class SyntheticLoader:
             feature_names=SYNTHETIC_FEATURES,
             categorical=dict(SYNTHETIC_CATEGORICAL),
         )
+
+
+@dataclass(frozen=True)
+class FlakyLoader:
+    """A failure drill: serves ``SyntheticLoader`` data, but node ``fail_node`` crashes every
+    call after its first (so it answers the describe step, then fails mid-round).
+
+    Calls are tallied in the file ``marker`` so the drill works across worker processes.
+    """
+
+    fail_node: str
+    marker: str
+    inner: SyntheticLoader = SyntheticLoader()
+
+    def __call__(self, node_id: str) -> NodeData:
+        if node_id == self.fail_node:
+            path = Path(self.marker)
+            if path.exists():
+                raise RuntimeError(f"node {node_id} went down (failure drill)")
+            path.write_text("called")
+        return self.inner(node_id)
