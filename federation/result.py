@@ -33,6 +33,7 @@ class RoundMetrics:
     failed: tuple[str, ...]
     wall_s: float
     max_compute_s: float
+    sum_compute_s: float
     overhead_s: float
     mean_update_norm: float
 

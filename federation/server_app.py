@@ -189,6 +189,7 @@ def make_server_app(
                     failed=tuple(sorted(failed)),
                     wall_s=wall,
                     max_compute_s=max(compute),
+                    sum_compute_s=sum(compute),
                     overhead_s=wall - max(compute),
                     mean_update_norm=float(np.mean(norms)),
                 )
