@@ -1,7 +1,8 @@
-"""Public parameters of the synthetic Shandong cities used by `sandbox.generate`.
+"""Public metadata of the synthetic Shandong datasets written by `sandbox.generate`.
 
-Every number here is public, approximate domain knowledge (census shares, district lists,
-regulated bounds), never read off real records. The cities differ on purpose, so that the
+City parameters, categories, bounds and the manifest of every dataset. Every number here is
+public, approximate domain knowledge (census shares, district lists, regulated bounds), never
+read off real records. The cities differ on purpose, so that the
 datasets built from them are non-IID across department nodes: population size, age
 structure, urban share, education, wages, industry mix and credit risk all vary.
 """
@@ -9,6 +10,7 @@ structure, urban share, education, wages, industry mix and credit risk all vary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Five-year age bands 0-4, 5-9, ..., 100-104: shares (%) close to China's 2020 census.
 AGE_BAND_SHARES: tuple[float, ...] = (
@@ -191,3 +193,187 @@ PROFILES: tuple[CityProfile, ...] = (
 )
 
 PROFILE_BY_CODE: dict[str, CityProfile] = {p.code: p for p in PROFILES}
+
+DATASET_KINDS: tuple[str, ...] = (
+    "population",
+    "social_insurance",
+    "tax",
+    "hospital_visits",
+    "enterprise",
+)
+REFERENCE_YEAR = 2024
+SEX = ("男", "女")
+HOUSEHOLD_TYPES = ("城镇", "农村")
+TAXPAYER_TYPES = ("个人", "企业")
+DIAGNOSES = (  # ICD-10 chapters (Chinese edition), the ones common in outpatient care
+    "某些传染病和寄生虫病",
+    "肿瘤",
+    "内分泌、营养和代谢疾病",
+    "精神和行为障碍",
+    "神经系统疾病",
+    "眼和附器疾病",
+    "耳和乳突疾病",
+    "循环系统疾病",
+    "呼吸系统疾病",
+    "消化系统疾病",
+    "皮肤和皮下组织疾病",
+    "肌肉骨骼系统和结缔组织疾病",
+    "泌尿生殖系统疾病",
+    "妊娠、分娩和产褥期",
+    "损伤、中毒和外因的某些其他后果",
+    "症状、体征和临床与实验室异常所见",
+)
+# Public bounds. The contribution base is the 2024 Shandong range (60%-300% of the
+# provincial average wage); money in the tax table is 元, in the enterprise register 万元.
+CONTRIBUTION_BASE = (4416.0, 22080.0)
+INCOME_OR_REVENUE = (0.0, 500_000_000.0)
+TAX_PAID = (0.0, 100_000_000.0)
+VISIT_COST = (0.0, 500_000.0)
+MAX_VISITS_PER_PERSON = 20
+EMPLOYEES = (1, 20_000)
+REGISTERED_CAPITAL = (0.0, 100_000.0)
+YEARS_OPERATING = (0, 60)
+ANNUAL_REVENUE = (0.0, 50_000.0)
+ENTERPRISE_TAX_PAID = (0.0, 5_000.0)
+TAX_ARREARS_MONTHS = (0, 36)
+
+
+# ------------------------------------------------------------------------- manifests
+
+
+def _column(name: str, type_: str, description: str, **extra: Any) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": type_}
+    if extra.pop("identifier", False):
+        column["role"] = "identifier"
+    for key in ("bounds", "categories"):
+        if key in extra:
+            column[key] = list(extra.pop(key))
+    column["description"] = description
+    return column
+
+
+def manifest(p: CityProfile, kind: str) -> dict[str, Any]:
+    """The manifest (docs/catalog.md) of dataset `{p.code}_{kind}`, as a YAML-ready dict."""
+    city = p.name
+    person = _column("person_id", "string", "个人标识（假名化）", identifier=True)
+    base = {"bounds": CONTRIBUTION_BASE}
+    specs: dict[str, tuple[str, str, str, str, str, int, list[dict[str, Any]]]] = {
+        "population": (
+            f"{city}市人口登记",
+            f"{city}市公安局",
+            "户籍人口基本信息（假名化，合成数据）",
+            "敏感",
+            "person_id",
+            1,
+            [
+                person,
+                _column("birth_year", "int", "出生年份", bounds=(1920, REFERENCE_YEAR)),
+                _column("sex", "string", "性别", categories=SEX),
+                _column(
+                    "district",
+                    "string",
+                    "户籍所在区县",
+                    categories=tuple(d.name for d in p.districts),
+                ),
+                _column("household_type", "string", "户口性质", categories=HOUSEHOLD_TYPES),
+                _column("education", "string", "最高学历", categories=EDUCATION),
+            ],
+        ),
+        "social_insurance": (
+            f"{city}市社会保险参保登记",
+            f"{city}市人力资源和社会保障局",
+            "职工基本养老保险参保与缴费信息（合成数据）",
+            "敏感",
+            "person_id",
+            1,
+            [
+                person,
+                _column("employer_id", "string", "参保单位标识（假名化）", identifier=True),
+                _column("monthly_contribution_base", "float", "月缴费基数（元）", **base),
+                _column("insured_months", "int", "累计缴费月数", bounds=(0, 600)),
+            ],
+        ),
+        "tax": (
+            f"{city}市纳税人年度申报",
+            f"国家税务总局{city}市税务局",
+            "个人综合所得与企业年度申报汇总（合成数据）",
+            "敏感",
+            "taxpayer_id",
+            1,
+            [
+                _column("taxpayer_id", "string", "纳税人标识（假名化）", identifier=True),
+                _column("taxpayer_type", "string", "纳税人类型", categories=TAXPAYER_TYPES),
+                _column(
+                    "income_or_revenue",
+                    "float",
+                    "年收入（个人）或营业收入（企业），元",
+                    bounds=INCOME_OR_REVENUE,
+                ),
+                _column("tax_paid", "float", "年度已缴税额（元）", bounds=TAX_PAID),
+            ],
+        ),
+        "hospital_visits": (
+            f"{city}市医疗机构就诊记录",
+            f"{city}市卫生健康委员会",
+            f"{REFERENCE_YEAR}年门诊与住院就诊记录（合成数据）",
+            "敏感",
+            "person_id",
+            MAX_VISITS_PER_PERSON,
+            [
+                person,
+                _column(
+                    "visit_date",
+                    "date",
+                    "就诊日期",
+                    bounds=(f"{REFERENCE_YEAR}-01-01", f"{REFERENCE_YEAR}-12-31"),
+                ),
+                _column(
+                    "diagnosis_category", "string", "主要诊断（ICD-10 章）", categories=DIAGNOSES
+                ),
+                _column("cost", "float", "医疗费用（元）", bounds=VISIT_COST),
+            ],
+        ),
+        "enterprise": (
+            f"{city}市企业信用信息",
+            f"{city}市大数据局",
+            "智慧金融：企业经营、纳税、社保与贷款违约信息（合成数据）",
+            "内部",
+            "enterprise_id",
+            1,
+            [
+                _column("enterprise_id", "string", "企业标识（假名化）", identifier=True),
+                _column(
+                    "industry", "string", "所属行业（国民经济行业门类）", categories=INDUSTRIES
+                ),
+                _column("employees", "int", "从业人数", bounds=EMPLOYEES),
+                _column(
+                    "registered_capital", "float", "注册资本（万元）", bounds=REGISTERED_CAPITAL
+                ),
+                _column("years_operating", "int", "经营年限（年）", bounds=YEARS_OPERATING),
+                _column("annual_revenue", "float", "年营业收入（万元）", bounds=ANNUAL_REVENUE),
+                _column("tax_paid", "float", "年纳税额（万元）", bounds=ENTERPRISE_TAX_PAID),
+                _column(
+                    "tax_arrears_months",
+                    "int",
+                    "近三年欠税月数",
+                    bounds=TAX_ARREARS_MONTHS,
+                ),
+                _column("insured_employees", "int", "参保职工人数", bounds=(0, EMPLOYEES[1])),
+                _column("avg_contribution_base", "float", "职工平均缴费基数（元）", **base),
+                _column("default", "int", "贷款是否违约（1=违约）", bounds=(0, 1)),
+            ],
+        ),
+    }
+    title, department, description, classification, unit, max_rows, columns = specs[kind]
+    name = f"{p.code}_{kind}"
+    return {
+        "name": name,
+        "title": title,
+        "department": department,
+        "city": city,
+        "description": description,
+        "file": f"{name}.parquet",
+        "classification": classification,
+        "privacy_unit": {"id_column": unit, "max_rows": max_rows},
+        "columns": columns,
+    }
