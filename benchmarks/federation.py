@@ -33,6 +33,7 @@ from federation.accounting import PrivacyCost  # noqa: E402
 from federation.dpsgd import load_weights, predict_proba, train_local  # noqa: E402
 from federation.job import JobSpec  # noqa: E402
 from federation.loader import NodeData  # noqa: E402
+from federation.result import TrainingResult  # noqa: E402
 from federation.simulation import run_simulation  # noqa: E402
 from federation.synthetic import (  # noqa: E402
     SYNTHETIC_CATEGORICAL,
@@ -169,6 +170,12 @@ def _evaluate(spec: JobSpec, weights: dict, X: np.ndarray, y: np.ndarray, kind: 
     return _metric(kind, y, predict_proba(model, X))
 
 
+def _completed(result: TrainingResult) -> TrainingResult:
+    if result.status != "completed":
+        raise RuntimeError(f"job aborted: {result.abort_reason}; failures: {result.failures}")
+    return result
+
+
 def run_task(name: str, quick: bool) -> dict:
     task = TASKS[name]
     loader = (
@@ -227,7 +234,9 @@ def run_task(name: str, quick: bool) -> dict:
     def on_round(rnd: int, weights: dict) -> None:
         curve.append((time.perf_counter() - start, _evaluate(spec, weights, X_te, y_te, kind)))
 
-    fed = run_simulation(spec, loader, budget=None, allow_non_private=True, on_round=on_round)
+    fed = _completed(
+        run_simulation(spec, loader, budget=None, allow_non_private=True, on_round=on_round)
+    )
     federated = _evaluate(spec, fed.weights, X_te, y_te, kind)
 
     out = {
@@ -242,7 +251,7 @@ def run_task(name: str, quick: bool) -> dict:
     }
     for eps in (3.0, 1.0):
         dp_spec = spec.model_copy(update={"dp": True, "target_epsilon": eps})
-        res = run_simulation(dp_spec, loader, budget=PrivacyCost(eps, 1e-5))
+        res = _completed(run_simulation(dp_spec, loader, budget=PrivacyCost(eps, 1e-5)))
         out[f"dp_metric_eps{int(eps)}"] = round(
             _evaluate(dp_spec, res.weights, X_te, y_te, kind), 4
         )
@@ -266,7 +275,7 @@ def overhead(nodes: int, rounds: int) -> dict:
         min_nodes=nodes,
     )
     t0 = time.perf_counter()
-    res = run_simulation(spec, SyntheticLoader(rows=200), budget=PrivacyCost(3.0, 1e-5))
+    res = _completed(run_simulation(spec, SyntheticLoader(rows=200), budget=PrivacyCost(3.0, 1e-5)))
     total = time.perf_counter() - t0
     later = res.rounds[1:]
     workers = max(1, int(os.cpu_count() or 1))
@@ -312,4 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Re-import under the package name so Ray workers can unpickle the loaders by reference.
+    from benchmarks.federation import main as package_main
+
+    raise SystemExit(package_main())
