@@ -227,8 +227,9 @@ class PolicyEngine:
             "model": request.model or "",
             "now": now,
         }
-        batch = [
-            {**base, "context": {**context, "grant": _uid("Grant", g.grant_id)}} for g in candidates
+        batch = [  # context as a JSON string: cedarpy passes it through untouched
+            {**base, "context": json.dumps({**context, "grant": _uid("Grant", g.grant_id)})}
+            for g in candidates
         ]
         results = cedarpy.is_authorized_batch(batch, self._policies, snap.entities)
         reasons: list[Reason] = []

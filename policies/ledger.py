@@ -151,7 +151,31 @@ class BudgetLedger:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.path)
+            self._local.writes = 0
+            self._local.cache = {}
+            self._local.cache_version = None
         return conn
+
+    def _wrote(self) -> None:
+        """Note a commit on this thread's connection (its own data_version does not move)."""
+        self._local.writes += 1
+
+    def _cached_accounts(self, grant_id: str, dataset: str) -> tuple[tuple, tuple]:
+        """Account rows for a read-only check, re-read only when the file changed.
+
+        ``PRAGMA data_version`` moves whenever another connection (thread or process) commits;
+        this thread's own commits are counted in ``_wrote``.
+        """
+        conn = self._conn()
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], self._local.writes)
+        cache = self._local.cache
+        if self._local.cache_version != version:
+            cache.clear()
+            self._local.cache_version = version
+        rows = cache.get((grant_id, dataset))
+        if rows is None:
+            rows = cache[(grant_id, dataset)] = self._accounts(conn, grant_id, dataset)
+        return rows
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -168,6 +192,7 @@ class BudgetLedger:
             "delta_cap = excluded.delta_cap",
             (account, _cap_units(epsilon, EPS_UNITS), _cap_units(delta, DELTA_UNITS)),
         )
+        self._wrote()
 
     def _accounts(
         self, conn: sqlite3.Connection, grant_id: str, dataset: str
@@ -228,7 +253,7 @@ class BudgetLedger:
     def check(self, grant_id: str, dataset: str, loss: Loss) -> str | None:
         """Read-only: why ``loss`` would not fit now, or ``None`` if it would."""
         eps, delta, rho = self._units(loss)
-        return self._shortfall(self._accounts(self._conn(), grant_id, dataset), eps, delta, rho)
+        return self._shortfall(self._cached_accounts(grant_id, dataset), eps, delta, rho)
 
     # -- reserve / commit / refund --------------------------------------------------------
 
@@ -260,6 +285,7 @@ class BudgetLedger:
                 (*amounts, rows[0][0], rows[1][0]),
             )
             conn.execute("COMMIT")
+            self._wrote()
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -319,6 +345,7 @@ class BudgetLedger:
                     (rho, delta, *accounts),
                 )
             conn.execute("COMMIT")
+            self._wrote()
         except BaseException:
             conn.execute("ROLLBACK")
             raise

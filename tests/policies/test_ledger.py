@@ -265,3 +265,17 @@ def test_kill_9_between_reserve_and_release_never_leaves_a_release_uncharged(
         after.export(export)
         verify_export(export, after.public_key, previous=earlier)
     assert killed_pending >= 1, "no kill landed between reserve and release"
+
+
+def test_check_sees_spending_by_this_and_other_connections(
+    ledger: BudgetLedger, tmp_path: Path
+) -> None:
+    loss = Loss(1.0, 0.0)
+    assert ledger.check("g", "tax", loss) is None
+    ledger.reserve("g", "tax", "acme", Loss(1.5, 0.0))  # same thread, same connection
+    assert ledger.check("g", "tax", loss) is None
+    other = BudgetLedger(tmp_path / "ledger.db")  # another connection, as another process
+    other.reserve("g", "tax", "acme", Loss(1.0, 0.0))
+    assert "grant:g:tax has epsilon 0.5 left" in (ledger.check("g", "tax", loss) or "")
+    ledger.refund(ledger.reservations("g")[0].reservation_id)
+    assert ledger.check("g", "tax", loss) is None
