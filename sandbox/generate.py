@@ -173,11 +173,11 @@ def _population(p: CityProfile, n: int, rng: np.random.Generator) -> tuple[pl.Da
     score = (
         p.education_shift
         + 0.9 * urban
-        - 0.035 * np.maximum(age - 30, 0)
+        - 0.03 * np.maximum(age - 30, 0)
         - 0.15 * (female & (age >= 50))
         + rng.standard_normal(n)
     )
-    education = np.searchsorted(np.array([-0.3, 0.8, 1.5, 2.0, 2.9]), score)
+    education = np.searchsorted(np.array([-0.9, 0.55, 1.2, 1.65, 2.55]), score)
     cap = np.select([age < 12, age < 15, age < 18, age < 21, age < 23], [0, 1, 2, 3, 4], 5)
     education = np.minimum(education, cap)
     ids = _ids("person_id", f"{p.admin_code}-", np.arange(n), 9)
