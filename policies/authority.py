@@ -127,14 +127,14 @@ class Authority:
         )
         return replace(decision, log_index=index)
 
-    def reserve(self, decision: Decision, firm: str) -> Reservation:
+    def reserve(self, decision: Decision) -> Reservation:
         """Reserve the permitted loss on the grant's and the dataset's accounts, and log it."""
         if not decision.permit or decision.obligations is None:
             raise InvalidRequestError("only a permit can be reserved; this decision is a deny")
         ob = decision.obligations
-        fields = {"firm": firm, "dataset": ob.dataset, "grant_id": ob.grant_id}
+        fields = {"firm": ob.firm, "dataset": ob.dataset, "grant_id": ob.grant_id}
         try:
-            reservation = self.ledger.reserve(ob.grant_id, ob.dataset, firm, ob.loss)
+            reservation = self.ledger.reserve(ob.grant_id, ob.dataset, ob.firm, ob.loss)
         except BudgetExceededError as exc:
             self.log.append("reservation", {**fields, "status": "refused", "reason": str(exc)})
             raise

@@ -52,6 +52,7 @@ class Obligations:
     suppress released groups smaller than ``min_group_size``."""
 
     grant_id: str
+    firm: str
     dataset: str
     loss: Loss
     columns: tuple[ColumnRef, ...]
@@ -277,6 +278,7 @@ class PolicyEngine:
         )
         obligations = Obligations(
             grant.grant_id,
+            request.firm,
             request.dataset,
             loss,
             request.columns,

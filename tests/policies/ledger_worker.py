@@ -53,7 +53,7 @@ def crash(state_dir: str) -> None:
             time.sleep(0.01)
             continue
         try:
-            reservation = authority.reserve(decision, "acme")
+            reservation = authority.reserve(decision)
         except BudgetExceededError:
             print("exhausted", flush=True)
             continue

@@ -24,7 +24,7 @@ def state(authority: Authority) -> Path:
     authority.decide(query(firm="acme", purpose="marketing"))
     authority.decide(query(columns=(ColumnRef(name="id_card_number", use="filter"),)))
     d = authority.decide(query())
-    authority.commit(authority.reserve(d, "acme"), b'{"mean_income": 5321.7}')
+    authority.commit(authority.reserve(d), b'{"mean_income": 5321.7}')
     return authority.state_dir
 
 

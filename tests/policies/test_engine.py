@@ -152,7 +152,7 @@ def test_budget_check_denies_with_the_account_that_is_short(authority: Authority
     for _ in range(6):
         d = authority.decide(query(epsilon=0.5))
         assert d.permit
-        authority.commit(authority.reserve(d, "acme"), b"result")
+        authority.commit(authority.reserve(d), b"result")
     d = authority.decide(query(epsilon=0.5))
     assert not d.permit
     assert codes(d) == {"budget-exhausted"}
