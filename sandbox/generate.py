@@ -35,6 +35,7 @@ from sandbox.synthetic_profiles import (
     CONTRIBUTION_BASE,
     DATASET_KINDS,
     DIAGNOSES,
+    DIAGNOSIS_TRAITS,
     EDUCATION,
     EMPLOYEES,
     ENTERPRISE_TAX_PAID,
@@ -284,20 +285,10 @@ def _tax(
     )
 
 
-# Diagnosis mix by age group (<15, 15-44, 45-64, 65+), relative weights over DIAGNOSES.
-_DIAGNOSIS_MIX = np.array(
-    [
-        [10, 0.3, 1, 1, 2, 4, 4, 0.5, 38, 10, 6, 1, 1, 0, 10, 9],
-        [4, 2, 4, 4, 4, 4, 3, 4, 20, 14, 6, 8, 7, 6, 9, 7],
-        [2, 6, 9, 3, 5, 5, 3, 17, 14, 12, 4, 10, 5, 0, 5, 6],
-        [1.5, 9, 11, 3, 7, 6, 3, 26, 15, 9, 2, 8, 5, 0, 4, 6],
-    ]
-)
+_DIAGNOSIS_MIX = np.array([d.mix for d in DIAGNOSIS_TRAITS]).T  # age group x diagnosis
 _DIAGNOSIS_MIX = _DIAGNOSIS_MIX / _DIAGNOSIS_MIX.sum(axis=1, keepdims=True)
-_COST_MULTIPLIER = np.array(
-    [1, 3, 1.3, 1.5, 1.4, 1, 0.9, 1.4, 0.9, 1.1, 0.8, 1.2, 1.1, 1.5, 1.3, 0.9]
-)
-_INPATIENT = np.array([8, 45, 8, 8, 12, 5, 3, 25, 8, 12, 2, 10, 10, 50, 20, 5]) / 100
+_COST_MULTIPLIER = np.array([d.cost for d in DIAGNOSIS_TRAITS])
+_INPATIENT = np.array([d.inpatient for d in DIAGNOSIS_TRAITS])
 _PREGNANCY = DIAGNOSES.index("妊娠、分娩和产褥期")
 _RESPIRATORY = DIAGNOSES.index("呼吸系统疾病")
 

@@ -205,24 +205,37 @@ REFERENCE_YEAR = 2024
 SEX = ("男", "女")
 HOUSEHOLD_TYPES = ("城镇", "农村")
 TAXPAYER_TYPES = ("个人", "企业")
-DIAGNOSES = (  # ICD-10 chapters (Chinese edition), the ones common in outpatient care
-    "某些传染病和寄生虫病",
-    "肿瘤",
-    "内分泌、营养和代谢疾病",
-    "精神和行为障碍",
-    "神经系统疾病",
-    "眼和附器疾病",
-    "耳和乳突疾病",
-    "循环系统疾病",
-    "呼吸系统疾病",
-    "消化系统疾病",
-    "皮肤和皮下组织疾病",
-    "肌肉骨骼系统和结缔组织疾病",
-    "泌尿生殖系统疾病",
-    "妊娠、分娩和产褥期",
-    "损伤、中毒和外因的某些其他后果",
-    "症状、体征和临床与实验室异常所见",
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """An ICD-10 chapter: how common it is per age group, what it costs, how often inpatient."""
+
+    name: str  # chapter title of the Chinese edition
+    mix: tuple[float, float, float, float]  # relative frequency at ages <15, 15-44, 45-64, 65+
+    cost: float  # cost multiplier against an average visit
+    inpatient: float  # share of visits that are inpatient stays
+
+
+DIAGNOSIS_TRAITS: tuple[Diagnosis, ...] = (
+    Diagnosis("某些传染病和寄生虫病", (10, 4, 2, 1.5), 1.0, 0.08),
+    Diagnosis("肿瘤", (0.3, 2, 6, 9), 3.0, 0.45),
+    Diagnosis("内分泌、营养和代谢疾病", (1, 4, 9, 11), 1.3, 0.08),
+    Diagnosis("精神和行为障碍", (1, 4, 3, 3), 1.5, 0.08),
+    Diagnosis("神经系统疾病", (2, 4, 5, 7), 1.4, 0.12),
+    Diagnosis("眼和附器疾病", (4, 4, 5, 6), 1.0, 0.05),
+    Diagnosis("耳和乳突疾病", (4, 3, 3, 3), 0.9, 0.03),
+    Diagnosis("循环系统疾病", (0.5, 4, 17, 26), 1.4, 0.25),
+    Diagnosis("呼吸系统疾病", (38, 20, 14, 15), 0.9, 0.08),
+    Diagnosis("消化系统疾病", (10, 14, 12, 9), 1.1, 0.12),
+    Diagnosis("皮肤和皮下组织疾病", (6, 6, 4, 2), 0.8, 0.02),
+    Diagnosis("肌肉骨骼系统和结缔组织疾病", (1, 8, 10, 8), 1.2, 0.10),
+    Diagnosis("泌尿生殖系统疾病", (1, 7, 5, 5), 1.1, 0.10),
+    Diagnosis("妊娠、分娩和产褥期", (0, 6, 0, 0), 1.5, 0.50),  # women 15-49 only
+    Diagnosis("损伤、中毒和外因的某些其他后果", (10, 9, 5, 4), 1.3, 0.20),
+    Diagnosis("症状、体征和临床与实验室异常所见", (9, 7, 6, 6), 0.9, 0.05),
 )
+DIAGNOSES: tuple[str, ...] = tuple(d.name for d in DIAGNOSIS_TRAITS)
 # Public bounds. The contribution base is the 2024 Shandong range (60%-300% of the
 # provincial average wage); money in the tax table is 元, in the enterprise register 万元.
 CONTRIBUTION_BASE = (4416.0, 22080.0)
