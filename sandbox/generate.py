@@ -162,6 +162,7 @@ class _Persons:
 
 
 def _population(p: CityProfile, n: int, rng: np.random.Generator) -> tuple[pl.DataFrame, _Persons]:
+    """The population register, and the hidden traits the other departments depend on."""
     band_age = np.arange(len(AGE_BAND_SHARES)) * 5 + 2.5
     w = np.array(AGE_BAND_SHARES) * np.exp(p.age_tilt * (band_age - 40) / 20)
     age = rng.choice(w.size, n, p=w / w.sum()) * 5 + rng.integers(0, 5, n)
@@ -203,6 +204,7 @@ def _age_earnings(age: np.ndarray) -> np.ndarray:
 def _social_insurance(
     p: CityProfile, persons: _Persons, employers: pl.DataFrame, rng: np.random.Generator
 ) -> pl.DataFrame:
+    """Insured persons (mostly working age), employers weighted by size, base by education."""
     age, edu = persons.age, persons.education
     working = np.select([age < 16, age < 60, age < 70], [0.0, 1.0, 0.3], 0.03)
     w = working * (1 + 0.6 * persons.urban) * (0.6 + 0.15 * edu)
@@ -248,6 +250,7 @@ def _income_tax(income: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _tax(
     p: CityProfile, persons: _Persons, enterprises: pl.DataFrame, rng: np.random.Generator
 ) -> pl.DataFrame:
+    """Individual taxpayers (income and income tax) followed by every enterprise of the city."""
     age, edu = persons.age, persons.education
     w = np.select([age < 18, age < 65, age < 80], [0.0, 1.0, 0.4], 0.1) * (0.5 + 0.2 * edu)
     idx = _pick(rng, w, round(TAXPAYER_SHARE * age.size))
@@ -291,9 +294,11 @@ _COST_MULTIPLIER = np.array([d.cost for d in DIAGNOSIS_TRAITS])
 _INPATIENT = np.array([d.inpatient for d in DIAGNOSIS_TRAITS])
 _PREGNANCY = DIAGNOSES.index("妊娠、分娩和产褥期")
 _RESPIRATORY = DIAGNOSES.index("呼吸系统疾病")
+_GENITOURINARY = DIAGNOSES.index("泌尿生殖系统疾病")
 
 
 def _hospital_visits(p: CityProfile, persons: _Persons, rng: np.random.Generator) -> pl.DataFrame:
+    """A year of visits: U-shaped rate by age, age-specific diagnoses, winter peak, costs."""
     age, female = persons.age, persons.female
     rate = np.select(
         [age < 5, age < 15, age < 45, age < 60, age < 75], [3.0, 1.4, 1.0, 1.8, 3.2], 4.4
@@ -312,9 +317,7 @@ def _hospital_visits(p: CityProfile, persons: _Persons, rng: np.random.Generator
         diagnosis[rows] = rng.choice(len(DIAGNOSES), rows.size, p=_DIAGNOSIS_MIX[g])
     winter = (day < 60) | (day >= 305)
     diagnosis[winter & (rng.random(m) < 0.12)] = _RESPIRATORY
-    diagnosis[(diagnosis == _PREGNANCY) & ~(f & (a >= 15) & (a < 50))] = DIAGNOSES.index(
-        "泌尿生殖系统疾病"
-    )
+    diagnosis[(diagnosis == _PREGNANCY) & ~(f & (a >= 15) & (a < 50))] = _GENITOURINARY
     older = 1 + 0.01 * np.maximum(a - 40, 0)
     inpatient = rng.random(m) < np.minimum(_INPATIENT[diagnosis] * older, 0.9)
     median = np.where(inpatient, 8000.0, 220.0) * _COST_MULTIPLIER[diagnosis] * older
@@ -340,6 +343,7 @@ def _intercept(linear: np.ndarray, target: float) -> float:
 
 
 def _enterprise(p: CityProfile, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """The credit register; default follows a logistic model of the observable columns."""
     weights = np.array(p.industry_weights)
     industry = rng.choice(len(INDUSTRIES), n, p=weights / weights.sum())
     traits = {
