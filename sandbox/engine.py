@@ -667,7 +667,17 @@ def _values_and_intervals(
     counts = frame[parts[1].name].to_numpy().astype(float)
     scale_sum = float(info[parts[0].name]["scale"])
     scale_n = float(info[parts[1].name]["scale"])
-    return _mean_intervals(sums, counts, scale_sum, scale_n)
+    values, intervals = _mean_intervals(sums, counts, scale_sum, scale_n)
+    # A mean lies within the column's public bounds: clamping both the estimate and the
+    # interval to them is post-processing, and keeps every interval that held the truth.
+    spec_bounds = parts[0].shape[2:4]
+    low, high = float(spec_bounds[0]), float(spec_bounds[1])
+    values = [None if v is None else min(max(v, low), high) for v in values]
+    intervals = [
+        None if i is None else (min(max(i[0], low), high), min(max(i[1], low), high))
+        for i in intervals
+    ]
+    return values, intervals
 
 
 def _accuracy(row: dict[str, Any]) -> float:
