@@ -23,7 +23,7 @@ import cedarpy
 
 from policies.composition import Loss
 from policies.datasets import DatasetPolicy
-from policies.grants import Action, Grant
+from policies.grants import Action, ColumnUse, Grant
 from policies.ledger import BudgetLedger
 from policies.registry import Registry
 from policies.requests import ColumnRef, Request
@@ -103,7 +103,14 @@ def _entities(grants: list[Grant], datasets: list[DatasetPolicy]) -> cedarpy.Ent
         items.append(
             {
                 "uid": {"type": "Dataset", "id": d.dataset_id},
-                "attrs": {"level": str(d.level), "identity_columns": sorted(d.identity_columns)},
+                "attrs": {
+                    "level": str(d.level),
+                    "identity_column_uses": sorted(
+                        f"{d.dataset_id}/{col}/{use}"
+                        for col in d.identity_columns
+                        for use in ColumnUse
+                    ),
+                },
                 "parents": [],
             }
         )
@@ -213,7 +220,6 @@ class PolicyEngine:
                 )
         now = int(self._clock())
         column_uses = [f"{request.dataset}/{u}" for u in request.column_uses()]
-        columns = sorted({c.name for c in request.columns})
         base = {
             "principal": {"type": "Firm", "id": request.firm},
             "action": {"type": "Action", "id": str(request.action)},
@@ -221,13 +227,13 @@ class PolicyEngine:
         }
         context = {
             "purpose": request.purpose,
-            "columns": columns,
             "column_uses": column_uses,
             "epsilon_micro": _micro(request.epsilon),
             "min_group_size": request.min_group_size,
-            "model": request.model or "",
             "now": now,
         }
+        if request.model is not None:
+            context["model"] = request.model
         batch = [  # context as a JSON string: cedarpy passes it through untouched
             {**base, "context": json.dumps({**context, "grant": _uid("Grant", g.grant_id)})}
             for g in candidates
