@@ -6,9 +6,9 @@
 Prints a short table, or with ``--json`` one JSON object. Decision latency is reported in
 wall-clock time and in CPU time of the deciding thread (``*_cpu_*``): on a shared machine
 the first includes time spent waiting for a core, the second is the cost on one core.
-Baselines, measured in the same run on the same data: a bare ``cedarpy.is_authorized`` call with the same policy set and entities
-(for a decision), and bare SQLite inserts of the same rows with the same batch size and
-durability settings (for a log append).
+Baselines, measured in the same run on the same data: a bare ``cedarpy.is_authorized``
+call with the same policy set and entities (for a decision), and bare SQLite inserts of the
+same rows with the same batch size and durability settings (for a log append).
 """
 
 from __future__ import annotations
