@@ -56,8 +56,8 @@ class Authority:
 
     def _record_policy(self) -> None:
         """Log the Cedar rules whenever they differ from the last ones logged."""
-        logged = self.log.search(kind="policy")
-        if not logged or logged[-1]["digest"] != self.engine.policy_digest:
+        logged = self.log.search(kind="policy", limit=1, newest_first=True)
+        if not logged or logged[0]["digest"] != self.engine.policy_digest:
             self.log.append(
                 "policy", {"digest": self.engine.policy_digest, "rules": self.engine.rules}
             )

@@ -183,8 +183,9 @@ class TransparencyLog:
         since_ms: int | None = None,
         until_ms: int | None = None,
         limit: int = 1000,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Entries matching every given filter, oldest first, as dicts."""
+        """Entries matching every given filter, oldest first (or newest first), as dicts."""
         where, args = [], []
         for column, value in (
             ("kind", kind),
@@ -204,7 +205,7 @@ class TransparencyLog:
         sql = "SELECT data FROM entries"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY idx LIMIT ?"
+        sql += " ORDER BY idx DESC LIMIT ?" if newest_first else " ORDER BY idx LIMIT ?"
         args.append(limit)
         return [json.loads(data) for (data,) in self._reader().execute(sql, args)]
 

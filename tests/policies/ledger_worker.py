@@ -3,6 +3,8 @@
 ``race DB GRANT DATASET EPS GO_FILE``: print ``ready``, wait for GO_FILE, then reserve EPS
 and commit until the budget is exhausted; print ``committed=N``.
 
+``append DB N``: append N entries to the transparency log at DB.
+
 ``crash STATE_DIR``: loop decide -> reserve -> (mechanism) -> commit/release through the
 authority forever, printing a line after each step, until killed.
 """
@@ -68,8 +70,19 @@ def crash(state_dir: str) -> None:
             print("released", flush=True)
 
 
+def append(db: str, n: int) -> None:
+    from policies import TransparencyLog
+
+    log = TransparencyLog(Path(db))
+    for i in range(n):
+        log.append("request", {"firm": f"proc-{os.getpid()}", "n": i})
+    print("done", flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "race":
+    if sys.argv[1] == "append":
+        append(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "race":
         race(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), sys.argv[6])
     else:
         crash(sys.argv[2])

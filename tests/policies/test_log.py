@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -225,3 +228,22 @@ def test_private_key_is_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(Exception, match="chmod 600"):
         load_or_create_signing_key(tmp_path / "keys")
+
+
+def test_processes_appending_to_one_log_keep_a_valid_tree(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    TransparencyLog(db)  # create the schema once
+    worker = Path(__file__).parent / "ledger_worker.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), "append", str(db), "150"], env=env)
+        for _ in range(3)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    log = TransparencyLog(db)
+    entries = list(log.entries())
+    assert [json.loads(e)["index"] for e in entries] == list(range(450))
+    assert log.root() == merkle.root_of(entries)
+    for index in (0, 149, 300, 449):
+        proof = log.inclusion_proof(index)
+        merkle.verify_inclusion(index, 450, merkle.leaf_hash(entries[index]), proof, log.root())
