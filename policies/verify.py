@@ -62,6 +62,8 @@ def verify_export(
             size = header["size"]
         except (ValueError, TypeError, KeyError):
             raise VerificationError("line 1 is not an export header") from None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise VerificationError(f"line 1 gives an invalid size {size!r}")
         if header_line != _canonical({"format": EXPORT_FORMAT, "size": size}):
             raise VerificationError(f"line 1 is not a {EXPORT_FORMAT} header")
         for i in range(size):

@@ -247,3 +247,15 @@ def test_processes_appending_to_one_log_keep_a_valid_tree(tmp_path: Path) -> Non
     for index in (0, 149, 300, 449):
         proof = log.inclusion_proof(index)
         merkle.verify_inclusion(index, 450, merkle.leaf_hash(entries[index]), proof, log.root())
+
+
+@pytest.mark.parametrize("size", ['"3"', "-1", "true", "1e3", "null"])
+def test_malformed_header_size_is_reported(log: TransparencyLog, tmp_path: Path, size: str) -> None:
+    _fill(log, 3)
+    path = _export(log, tmp_path)
+    lines = _lines(path)
+    lines[0] = lines[0].replace(b'"size":3', b'"size":' + size.encode())
+    path.write_bytes(b"".join(lines))
+    public = load_or_create_signing_key(tmp_path / "keys").public_key()
+    with pytest.raises(VerificationError, match="line 1"):
+        verify_export(path, public)
