@@ -1,0 +1,5 @@
+"""``python -m sandbox`` runs the command line."""
+
+from sandbox.cli import app
+
+app()
