@@ -1,0 +1,115 @@
+"""Governed federated training: a grant decides, the ledger reserves the predicted cost first."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from federation.accounting import predict_cost
+from federation.job import JobSpec
+from policies.authority import Authority
+from policies.grants import DatasetTerms, Grant
+from sandbox.catalog import load_catalog
+from sandbox.generate import generate
+from sandbox.service import Denied, dataset_policy
+from sandbox.training import CatalogLoader, TrainingService, categorical_sizes, encode_column
+
+NODES = ("jinan_enterprise", "qingdao_enterprise")
+FEATURES = ("industry", "years_operating", "tax_arrears_months", "employees")
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    root = tmp_path_factory.mktemp("catalog")
+    generate(root, rows=6000, seed=3)
+    return load_catalog(root)
+
+
+def _setup(tmp_path, catalog, models, epsilon=5.0):
+    authority = Authority(tmp_path / "state")
+    for name in NODES:
+        authority.register_dataset(dataset_policy(catalog[name], epsilon_cap=10.0, delta_cap=1e-3))
+    now = datetime.now(UTC)
+    columns = {c: "aggregate_only" for c in (*FEATURES, "default")}
+    authority.create_grant(
+        Grant(
+            grant_id="T1",
+            firm="bank",
+            purpose="credit risk",
+            legal_basis="contract",
+            datasets={n: DatasetTerms(epsilon=epsilon, delta=1e-4, columns=columns) for n in NODES},
+            actions={"train"},
+            epsilon_per_use=epsilon,
+            min_group_size=1,
+            models=models,
+            valid_from=now - timedelta(hours=1),
+            valid_until=now + timedelta(days=1),
+            approved_by="official",
+        )
+    )
+    return authority
+
+
+def _spec(catalog, **overrides):
+    params = dict(
+        model="logreg",
+        features=FEATURES,
+        label="default",
+        nodes=NODES,
+        rounds=1,
+        sample_rate=0.1,
+        learning_rate=0.5,
+        target_epsilon=2.0,
+        target_delta=1e-5,
+        categorical=categorical_sizes(catalog, NODES[0], FEATURES),
+        min_nodes=2,
+        seed=1,
+    )
+    params.update(overrides)
+    return JobSpec(**params)
+
+
+def test_loader_encodes_with_public_metadata_only(catalog):
+    data = CatalogLoader(str(catalog.root), FEATURES, "default")("jinan_enterprise")
+    assert data.X_train.shape[1] == len(FEATURES)
+    assert np.isfinite(data.X_train).all()
+    numeric = data.X_train[:, 1:]
+    assert numeric.min() >= 0.0 and numeric.max() <= 1.0
+    assert set(np.unique(data.X_train[:, 0])) <= set(range(10))
+    spec = catalog["jinan_enterprise"].column("employees")
+    assert encode_column(spec, np.array([1, 20000]))[1] == pytest.approx(1.0)
+
+
+def test_unapproved_model_is_denied_and_reserves_nothing(tmp_path, catalog):
+    authority = _setup(tmp_path, catalog, models={"mlp"})
+    with pytest.raises(Denied) as info:
+        TrainingService(catalog, authority).train("bank", "credit risk", _spec(catalog))
+    assert "model-not-approved" in {r.code for r in info.value.decision.reasons}
+    assert authority.log.search(kind="reservation") == []
+    assert authority.remaining("T1", NODES[0]).epsilon == pytest.approx(5.0)
+
+
+def test_job_over_the_grant_budget_is_denied_before_training(tmp_path, catalog):
+    authority = _setup(tmp_path, catalog, models={"logreg"}, epsilon=1.0)
+    with pytest.raises(Denied):
+        TrainingService(catalog, authority).train("bank", "credit risk", _spec(catalog))
+    assert authority.log.search(kind="release") == []
+
+
+def test_permitted_job_is_charged_its_predicted_cost_and_logged(tmp_path, catalog):
+    authority = _setup(tmp_path, catalog, models={"logreg"})
+    spec = _spec(catalog)
+    predicted = predict_cost(spec)
+    model = TrainingService(catalog, authority).train("bank", "credit risk", spec)
+    assert model.result.status == "completed"
+    for node in NODES:
+        assert model.result.spent[node].epsilon <= predicted[node].epsilon + 1e-12
+        remaining = authority.remaining("T1", node)
+        assert remaining.epsilon == pytest.approx(5.0 - predicted[node].epsilon)
+    releases = authority.log.search(kind="release")
+    assert len(releases) == len(NODES)
+    assert all(len(r["release_sha256"]) == 64 for r in releases)
+    assert len(model.model_sha256) == 64
+    card = model.model_card()
+    assert card["config_hash"] == spec.config_hash()
+    assert {n["dataset"] for n in card["nodes"]} == set(NODES)
