@@ -55,6 +55,7 @@ def verify_export(
             raise VerificationError(f"the earlier tree head: {exc}") from None
     builder = TreeBuilder()
     previous_root = None
+    previous_size = -1 if previous is None else previous.size
     with open(path, "rb") as f:
         header_line = f.readline()
         try:
@@ -87,10 +88,10 @@ def verify_export(
                     f"line {i + 2} holds entry {index!r} where entry {i} belongs: entries "
                     "were deleted, inserted or reordered"
                 )
-            if previous is not None and i == previous.size:
+            if i == previous_size:
                 previous_root = builder.root()
             builder.append(leaf_hash(data))
-        if previous is not None and size == previous.size:
+        if size == previous_size:
             previous_root = builder.root()
         trailer_line = f.readline()
         if f.read(1):
