@@ -84,6 +84,7 @@ def test_spent_is_within_the_prediction_and_the_card_states_it(
     assert result.spent["a"].epsilon == pytest.approx(predicted["a"].epsilon)
     assert by_name["a"].rounds_participated == 2
     assert by_name["c"].rounds_participated == 0
+    assert result.spent["c"].epsilon == pytest.approx(predicted["c"].epsilon)
     # rows are DP counts near the true 240 training rows, not necessarily exact
     assert abs(by_name["a"].dp_rows - 240) < 200
     assert card.dp_test_accuracy is not None
