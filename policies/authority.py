@@ -113,7 +113,7 @@ class Authority:
 
     def decide(self, request: Request) -> Decision:
         """Decide a request and log the request and the decision (one durable write)."""
-        decision = self.engine.decide(request)
+        decision = replace(self.engine.decide(request), request_digest=request.digest())
         common = {
             "firm": request.firm,
             "dataset": request.dataset,

@@ -64,8 +64,8 @@ class Decision:
     permit: bool
     reasons: tuple[Reason, ...]
     obligations: Obligations | None
-    request_digest: str
     policy_digest: str
+    request_digest: str | None = None  # set by the authority when it logs the request
     log_index: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -194,10 +194,9 @@ class PolicyEngine:
     def decide(self, request: Request) -> Decision:
         """Permit or deny ``request``, with every reason and, on permit, the obligations."""
         snap = self._current()
-        digest = request.digest()
 
         def deny(*reasons: Reason) -> Decision:
-            return Decision(False, reasons, None, digest, self.policy_digest)
+            return Decision(False, reasons, None, self.policy_digest)
 
         dataset = snap.datasets.get(request.dataset)
         if dataset is None:
@@ -219,10 +218,11 @@ class PolicyEngine:
                     )
                 )
         now = int(self._clock())
-        column_uses = [f"{request.dataset}/{u}" for u in request.column_uses()]
+        ds = request.dataset
+        column_uses = sorted({f"{ds}/{c.name}/{c.use.value}" for c in request.columns})
         base = {
             "principal": {"type": "Firm", "id": request.firm},
-            "action": {"type": "Action", "id": str(request.action)},
+            "action": {"type": "Action", "id": request.action.value},
             "resource": {"type": "Dataset", "id": request.dataset},
         }
         context = {
@@ -249,7 +249,7 @@ class PolicyEngine:
             ids = result.diagnostics.id_annotations_by_reason
             codes = sorted({ids.get(p, p) for p in result.diagnostics.reasons})
             if result.allowed:
-                permit = self._permit(request, grant, codes, digest)
+                permit = self._permit(request, grant, codes)
                 if permit.permit:
                     return permit
                 reasons.extend(permit.reasons)
@@ -266,13 +266,13 @@ class PolicyEngine:
                 )
         return deny(*reasons)
 
-    def _permit(self, request: Request, grant: Grant, codes: list[str], digest: str) -> Decision:
+    def _permit(self, request: Request, grant: Grant, codes: list[str]) -> Decision:
         loss = Loss(request.epsilon, request.delta, request.rho)
         if self.ledger is not None:
             short = self.ledger.check(grant.grant_id, request.dataset, loss)
             if short is not None:
                 reason = Reason("budget-exhausted", short, grant.grant_id)
-                return Decision(False, (reason,), None, digest, self.policy_digest)
+                return Decision(False, (reason,), None, self.policy_digest)
         reasons = tuple(
             Reason(
                 code,
@@ -290,7 +290,7 @@ class PolicyEngine:
             request.columns,
             max(request.min_group_size, grant.min_group_size),
         )
-        return Decision(True, reasons, obligations, digest, self.policy_digest)
+        return Decision(True, reasons, obligations, self.policy_digest)
 
 
 def _explain(code: str, request: Request, grant: Grant, dataset: DatasetPolicy, now: int) -> Reason:

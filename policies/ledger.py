@@ -235,6 +235,8 @@ class BudgetLedger:
     ) -> str | None:
         for row in rows:
             new_eps, new_delta = _spent(self._after(row, eps, delta, rho))
+            if new_eps <= row[1] and new_delta <= row[2]:
+                continue
             old_eps, old_delta = _spent(row)
             if new_eps > row[1]:
                 return (
