@@ -81,7 +81,7 @@ class ColumnSpec(BaseModel):
         return self.type in ("int", "float")
 
     def public_keys(self) -> tuple[Any, ...] | None:
-        """The column's values if they are public (declared categories, bool, small int range)."""
+        """The column's values if public: categories, bool, or a small int or date range."""
         if self.categories is not None:
             return self.categories
         if self.type == "bool":
@@ -90,6 +90,11 @@ class ColumnSpec(BaseModel):
             low, high = self.bounds
             if high - low + 1 <= MAX_ENUMERABLE_INT_KEYS:
                 return tuple(range(low, high + 1))
+        if self.type == "date" and self.bounds is not None:
+            low, high = self.bounds
+            days = (high - low).days + 1
+            if days <= MAX_ENUMERABLE_INT_KEYS:
+                return tuple(low + dt.timedelta(days=i) for i in range(days))
         return None
 
 

@@ -23,7 +23,12 @@ from sandbox.errors import SandboxError
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Government data sandbox.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Government data sandbox.",
+)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="catalog directory of manifests")]
 

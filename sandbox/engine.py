@@ -16,6 +16,7 @@ the hot path.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import itertools
 import math
@@ -70,7 +71,21 @@ class DatasetContext:
         self.columns = {c.name: c for c in manifest.columns if c.role != "identifier"}
         if frame is None:
             frame = load_frame(manifest)
-        frame = frame.select(list(self.columns))
+        # OpenDP takes no date literals, so date columns live in the context as day numbers
+        # (days since 1970-01-01); literals and group keys are converted the same way.
+        # Float columns live as fixed-point integers (value * unit, rounded): integer sums have
+        # an exact sensitivity, while OpenDP must pad float sums for rounding error, which at
+        # large row bounds or with private group keys swamps the signal. Rounding each row is
+        # a per-row transformation on the node, so the guarantee holds for the original rows.
+        self.units = {n: fixed_point_unit(s) for n, s in self.columns.items() if s.type == "float"}
+        frame = frame.select(
+            pl.col(name).cast(pl.Int64)
+            if spec.type == "date"
+            else (pl.col(name) * self.units[name]).round().cast(pl.Int64)
+            if spec.type == "float"
+            else pl.col(name)
+            for name, spec in self.columns.items()
+        )
         series = [
             dp.series_domain(name, dp.option_domain(_atom_domain(spec)))
             for name, spec in self.columns.items()
@@ -116,15 +131,31 @@ class DatasetContext:
 
 
 def _atom_domain(spec: ColumnSpec) -> dp.Domain:
-    if spec.type == "int":
+    if spec.type in ("int", "date", "float"):  # floats are held as fixed-point integers
         return dp.atom_domain(T=dp.i64)
-    if spec.type == "float":
-        return dp.atom_domain(T=dp.f64, nan=False)
     if spec.type == "string":
         return dp.atom_domain(T=dp.String)
-    if spec.type == "bool":
-        return dp.atom_domain(T=bool)
-    return dp.atom_domain(T="NaiveDate")
+    return dp.atom_domain(T=bool)
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+#: Fixed-point floats keep |value * unit| at or below this, so sums over up to 10^9 rows fit
+#: in 64-bit integers.
+_FIXED_POINT_RANGE = 1e9
+
+
+def fixed_point_unit(spec: ColumnSpec) -> int:
+    """The power of ten a float column is scaled by before rounding to an integer."""
+    low, high = spec.bounds or (0.0, 1.0)
+    largest = max(abs(float(low)), abs(float(high)), 1e-12)
+    digits = math.floor(math.log10(_FIXED_POINT_RANGE / largest))
+    return 10 ** min(max(digits, 0), 9)
+
+
+def _day_number(value: Any) -> Any:
+    """Dates are held as day numbers inside OpenDP; other values pass through."""
+    return (value - _EPOCH).days if isinstance(value, dt.date) else value
 
 
 @dataclass(frozen=True)
@@ -136,6 +167,7 @@ class _Mechanism:
     aggregate: Aggregate | None
     expr: Callable[[float], pl.Expr]  # builds the expression at a given scale
     shape: tuple[Any, ...]  # everything its sensitivity depends on
+    unit: float = 1.0  # fixed-point unit: released values are divided by it
 
 
 @dataclass
@@ -147,6 +179,7 @@ class _CompiledQuery:
     needs_threshold: bool
     count_name: str | None  # a count mechanism usable for min-group-size suppression
     hidden: set[str] = field(default_factory=set)
+    key_types: dict[str, str] = field(default_factory=dict)
 
 
 class QueryEngine:
@@ -224,6 +257,21 @@ class QueryEngine:
                 f"GROUP BY {', '.join(keys)}: the keys are not public in the manifest, so the "
                 "groups must be selected privately; pass a delta > 0 (for example 1e-6)"
             )
+        try:
+            return self._calibrate(ctx, compiled, epsilon, delta, min_group_size)
+        except dp.OpenDPException as exc:
+            raise UnsupportedQuery(
+                f"OpenDP cannot build a private measurement for this query: {exc.message}"
+            ) from None
+
+    def _calibrate(
+        self,
+        ctx: DatasetContext,
+        compiled: _CompiledQuery,
+        epsilon: float,
+        delta: float,
+        min_group_size: int | None,
+    ) -> PreparedQuery:
         scales = self._scales(compiled, ctx, epsilon)
         threshold = (
             self._threshold(compiled, ctx, scales, delta) if compiled.needs_threshold else None
@@ -433,8 +481,9 @@ def _compile(plan: QueryPlan, ctx: DatasetContext, min_group_size: int | None) -
     if needs_threshold:
         # OpenDP selects groups with the first count in the plan: put it first.
         mechanisms.sort(key=lambda m: m.name != count_name)
+    key_types = {k: ctx.columns[k].type for k in plan.group_by}
     return _CompiledQuery(
-        plan, mechanisms, shares, public_keys, needs_threshold, count_name, hidden
+        plan, mechanisms, shares, public_keys, needs_threshold, count_name, hidden, key_types
     )
 
 
@@ -446,8 +495,9 @@ def _public_keys(specs: Sequence[ColumnSpec]) -> pl.DataFrame:
             f"grouping by {[s.name for s in specs]} makes {size} groups; at most "
             f"{MAX_PUBLIC_GROUPS} are supported"
         )
-    rows = list(itertools.product(*keys))
-    return pl.DataFrame(rows, schema={s.name: polars_type(s.type) for s in specs}, orient="row")
+    rows = [tuple(_day_number(v) for v in row) for row in itertools.product(*keys)]
+    schema = {s.name: pl.Int64 if s.type == "date" else polars_type(s.type) for s in specs}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _count_star(name: str, agg: Aggregate | None) -> _Mechanism:
@@ -473,12 +523,13 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
         ]
     spec = ctx.columns[agg.column or ""]
     low, high = spec.bounds or (0, 0)
-    fill = min(max(0, low), high)
+    unit = ctx.units.get(spec.name, 1)
     if spec.type == "float":
-        low, high, fill = float(low), float(high), float(fill)
+        low, high = round(low * unit), round(high * unit)
+    fill = min(max(0, low), high)
     column = spec.name
     if agg.kind == "quantile":
-        candidates = _candidates(spec)
+        candidates = _candidates(low, high)
         q = agg.quantile or 0.5
         return [
             _Mechanism(
@@ -489,6 +540,7 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
                     pl.col(column).fill_null(fill).dp.quantile(q, candidates, scale=s).alias(base)
                 ),
                 ("quantile", column, q, len(candidates)),
+                unit,
             )
         ]
     total = _Mechanism(
@@ -497,6 +549,7 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
         agg,
         lambda s: pl.col(column).fill_null(fill).dp.sum((low, high), scale=s).alias(f"{base}_sum"),
         ("sum", column, low, high),
+        unit,
     )
     if agg.kind == "sum":
         return [total]
@@ -510,19 +563,21 @@ def _mechanisms_for(agg: Aggregate, index: int, ctx: DatasetContext) -> list[_Me
     return [total, count]
 
 
-def _candidates(spec: ColumnSpec) -> list[Any]:
-    low, high = spec.bounds or (0, 0)
-    if spec.type == "int" and high - low + 1 <= MAX_QUANTILE_CANDIDATES:
+def _candidates(low: int, high: int) -> list[int]:
+    """Quantile candidates over integer (or fixed-point) bounds."""
+    if high - low + 1 <= MAX_QUANTILE_CANDIDATES:
         return list(range(low, high + 1))
-    points = np.linspace(low, high, MAX_QUANTILE_CANDIDATES)
-    if spec.type == "int":
-        return sorted({int(round(p)) for p in points})
-    return [float(p) for p in points]
+    return sorted({int(round(p)) for p in np.linspace(low, high, MAX_QUANTILE_CANDIDATES)})
 
 
-def _condition_expr(cond: Condition) -> pl.Expr:
+def _condition_expr(cond: Condition, units: dict[str, int]) -> pl.Expr:
+    def lit(column: str, value: Any) -> pl.Expr:
+        if column in units:
+            return pl.lit(float(value) * units[column])
+        return pl.lit(_day_number(value))
+
     if isinstance(cond, Compare):
-        col, value = pl.col(cond.column), pl.lit(cond.value)
+        col, value = pl.col(cond.column), lit(cond.column, cond.value)
         return {
             "==": col == value,
             "!=": col != value,
@@ -533,18 +588,17 @@ def _condition_expr(cond: Condition) -> pl.Expr:
         }[cond.op]
     if isinstance(cond, InList):  # OpenDP does not take is_in; an OR of equalities is the same
         return functools.reduce(
-            lambda a, b: a | b, (pl.col(cond.column) == pl.lit(v) for v in cond.values)
+            lambda a, b: a | b, (pl.col(cond.column) == lit(cond.column, v) for v in cond.values)
         )
     if isinstance(cond, Between):
-        return (pl.col(cond.column) >= pl.lit(cond.low)) & (
-            pl.col(cond.column) <= pl.lit(cond.high)
-        )
+        col = pl.col(cond.column)
+        return (col >= lit(cond.column, cond.low)) & (col <= lit(cond.column, cond.high))
     if isinstance(cond, IsNull):
         return pl.col(cond.column).is_null()
     if isinstance(cond, Negation):
-        return ~_condition_expr(cond.part)
+        return ~_condition_expr(cond.part, units)
     if isinstance(cond, BoolOp):
-        exprs = [_condition_expr(p) for p in cond.parts]
+        exprs = [_condition_expr(p, units) for p in cond.parts]
         op = (lambda a, b: a & b) if cond.op == "and" else (lambda a, b: a | b)
         return functools.reduce(op, exprs)
     raise TypeError(cond)  # pragma: no cover - parse_query builds only the types above
@@ -556,7 +610,7 @@ def _build_plan(
     frame = ctx.empty
     plan = compiled.plan
     if plan.where is not None:
-        frame = frame.filter(_condition_expr(plan.where))
+        frame = frame.filter(_condition_expr(plan.where, ctx.units))
     exprs = [m.expr(scales[m.name]) for m in compiled.mechanisms]
     if not plan.group_by:
         return frame.select(exprs)
@@ -586,7 +640,11 @@ def _postprocess(
         suppressed = int((~keep).sum())
         frame = frame.filter(keep)
     if plan.group_by:
-        frame = frame.sort(list(plan.group_by))
+        frame = frame.sort(list(plan.group_by)).with_columns(
+            (pl.lit(_EPOCH) + pl.duration(days=pl.col(k))).alias(k)
+            for k in plan.group_by
+            if compiled.key_types.get(k) == "date"
+        )
     releases: dict[str, AggregateRelease] = {}
     columns: dict[str, list[Any]] = {k: frame[k].to_list() for k in plan.group_by}
     by_agg: dict[int, list[_Mechanism]] = {}
@@ -606,7 +664,7 @@ def _postprocess(
                 {
                     "statistic": m.role,
                     "mechanism": info[m.name]["distribution"],
-                    "scale": scales[m.name],
+                    "scale": scales[m.name] / (m.unit if m.role == "sum" else 1),
                     "epsilon": epsilon * compiled.shares[m.name],
                 }
                 for m in parts
@@ -649,8 +707,8 @@ def _values_and_intervals(
 ) -> tuple[list[Any], list[tuple[float, float] | None]]:
     if agg.kind in ("count", "sum"):
         m = parts[0]
-        acc = _accuracy(info[m.name])
-        raw = frame[m.name].to_list()
+        acc = _accuracy(info[m.name]) / m.unit
+        raw = [v if v is None or m.unit == 1 else v / m.unit for v in frame[m.name].to_list()]
         if agg.kind == "count":  # clamping at zero is post-processing; the interval stays valid
             values = [None if v is None else max(0, v) for v in raw]
             intervals = [None if v is None else (max(0.0, v - acc), max(0.0, v + acc)) for v in raw]
@@ -661,17 +719,19 @@ def _values_and_intervals(
     if agg.kind == "quantile":
         # OpenDP gives no value-space accuracy for the exponential mechanism: the error is in
         # rank, and turning it into values would need the data's distribution.
-        values = frame[parts[0].name].to_list()
+        unit = parts[0].unit
+        values = [v if v is None or unit == 1 else v / unit for v in frame[parts[0].name].to_list()]
         return values, [None] * len(values)
-    sums = frame[parts[0].name].to_numpy().astype(float)
+    unit = parts[0].unit
+    sums = frame[parts[0].name].to_numpy().astype(float) / unit
     counts = frame[parts[1].name].to_numpy().astype(float)
-    scale_sum = float(info[parts[0].name]["scale"])
+    scale_sum = float(info[parts[0].name]["scale"]) / unit
     scale_n = float(info[parts[1].name]["scale"])
     values, intervals = _mean_intervals(sums, counts, scale_sum, scale_n)
     # A mean lies within the column's public bounds: clamping both the estimate and the
     # interval to them is post-processing, and keeps every interval that held the truth.
     spec_bounds = parts[0].shape[2:4]
-    low, high = float(spec_bounds[0]), float(spec_bounds[1])
+    low, high = float(spec_bounds[0]) / unit, float(spec_bounds[1]) / unit
     values = [None if v is None else min(max(v, low), high) for v in values]
     intervals = [
         None if i is None else (min(max(i[0], low), high), min(max(i[1], low), high))
@@ -710,7 +770,7 @@ def _mean_intervals(
         mean = float(s / n)
         half = _laplace_difference_quantile(scale_sum / n, abs(mean) * scale_n / n, 1 - CONFIDENCE)
         values.append(mean)
-        intervals.append((mean - half, mean + half))
+        intervals.append((float(mean - half), float(mean + half)))
     return values, intervals
 
 

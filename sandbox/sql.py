@@ -378,6 +378,8 @@ class _Binder:
             raw: Any = node.this
         elif isinstance(node, exp.Literal):
             raw = node.this if node.is_string else float(node.this)
+            if isinstance(raw, float) and not math.isfinite(raw):
+                raise UnsupportedQuery("literals must be finite numbers")
             if not node.is_string and raw == int(raw) and "." not in node.this:
                 raw = int(raw)
         elif isinstance(node, exp.Null):

@@ -221,3 +221,67 @@ def test_result_json_shape(engine):
     assert [m["statistic"] for m in mech] == ["sum", "count"]
     assert all(m["mechanism"] == "Integer Laplace" and m["scale"] > 0 for m in mech)
     assert len(r.digest()) == 64
+
+
+def test_dates_filter_and_group_as_public_keys(tmp_path):
+    import datetime as dt
+
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i % 10) for i in range(1000)]
+    pl.DataFrame({"day": days, "cost": [10.0] * 1000}).write_parquet(tmp_path / "v.parquet")
+    (tmp_path / "v.yaml").write_text(
+        "name: v\nfile: v.parquet\nclassification: 内部\ncolumns:\n"
+        "  - {name: day, type: date, bounds: ['2024-01-01', '2024-01-31']}\n"
+        "  - {name: cost, type: float, bounds: [0, 100]}\n"
+    )
+    engine = QueryEngine(load_catalog(tmp_path))
+    r = engine.run(
+        "SELECT day, COUNT(*) AS n FROM v WHERE day BETWEEN DATE '2024-01-03' AND '2024-01-04' "
+        "GROUP BY day",
+        1e7,
+    )
+    counts = {row["day"]: row["n"]["value"] for row in r.rows()}
+    assert len(counts) == 31  # every public key appears
+    assert counts["2024-01-03"] == 100 and counts["2024-01-04"] == 100
+    assert counts["2024-01-05"] == 0 and counts["2024-01-02"] == 0
+    before = engine.run("SELECT COUNT(*) AS n FROM v WHERE day < '2024-01-06'", 1e7)
+    assert before.rows()[0]["n"]["value"] == 500
+
+
+def test_opendp_refusals_become_query_errors_and_spend_nothing(pums_catalog_dir, monkeypatch):
+    import opendp.prelude as dp
+
+    from sandbox.engine import DatasetContext
+
+    engine = QueryEngine(load_catalog(pums_catalog_dir))
+    engine.run("SELECT COUNT(*) FROM pums", epsilon=0.5)
+    before = engine.context("pums").odometer_loss()
+
+    def refuse(self, plan, threshold=None):
+        raise dp.OpenDPException("MakeTransformation", "this expression is not supported")
+
+    monkeypatch.setattr(DatasetContext, "measurement", refuse)
+    with pytest.raises(UnsupportedQuery, match="OpenDP cannot.*not supported"):
+        engine.run("SELECT SUM(age) FROM pums", 1.0)
+    assert engine.context("pums").odometer_loss() == before
+    with pytest.raises(UnsupportedQuery, match="finite"):
+        engine.run("SELECT COUNT(*) FROM pums WHERE age > 1e400", 1.0)
+
+
+def test_float_columns_are_summed_in_fixed_point(tmp_path):
+    values = [0.125 * (i % 8) for i in range(4000)]
+    pl.DataFrame({"k": [f"g{i % 4}" for i in range(4000)], "v": values}).write_parquet(
+        tmp_path / "f.parquet"
+    )
+    (tmp_path / "f.yaml").write_text(
+        "name: f\nfile: f.parquet\nclassification: 内部\ncolumns:\n"
+        "  - {name: k, type: string}\n  - {name: v, type: float, bounds: [0, 1]}\n"
+    )
+    engine = QueryEngine(load_catalog(tmp_path))
+    exact = engine.run("SELECT SUM(v) AS s, AVG(v) AS a FROM f WHERE v >= 0.5", 1e7).rows()[0]
+    assert exact["s"]["value"] == pytest.approx(sum(v for v in values if v >= 0.5), abs=1e-3)
+    assert exact["a"]["value"] == pytest.approx(0.6875, abs=1e-6)
+    # With private keys the sum's noise scale is the exact sensitivity over epsilon: bounds
+    # [0, 1] and a 1/2 share of epsilon = 1 give scale 2, not a rounding-error padded one.
+    r = engine.run("SELECT k, COUNT(*), SUM(v) AS s FROM f GROUP BY k", 1.0, delta=1e-6)
+    assert r.aggregates["s"].mechanisms[0]["scale"] == pytest.approx(2.0, rel=1e-9)
+    assert {row["k"] for row in r.rows()} == {"g0", "g1", "g2", "g3"}
