@@ -88,6 +88,16 @@ def dataset_policy(manifest: Manifest, epsilon_cap: float, delta_cap: float) -> 
     )
 
 
+def granted_group_size(authority: Authority, firm: str, dataset: str) -> int:
+    """The minimum group size the firm's grants on ``dataset`` ask for (1 if none)."""
+    sizes = [
+        g.min_group_size
+        for g in authority.registry.grants()
+        if g.firm == firm and dataset in g.datasets
+    ]
+    return max(sizes, default=1)
+
+
 class QueryService:
     """A department node's query endpoint under the policy authority."""
 
@@ -125,7 +135,7 @@ class QueryService:
             columns=columns,
             epsilon=epsilon,
             delta=delta,
-            min_group_size=min_group_size or self._granted_group_size(firm, plan.dataset),
+            min_group_size=min_group_size or granted_group_size(self.authority, firm, plan.dataset),
             grant_id=grant_id,
         )
         decision = self.authority.decide(request)
@@ -153,11 +163,3 @@ class QueryService:
             inclusion_proof=[p.hex() for p in proof],
             tree_head=head.to_json(),
         )
-
-    def _granted_group_size(self, firm: str, dataset: str) -> int:
-        sizes = [
-            g.min_group_size
-            for g in self.authority.registry.grants()
-            if g.firm == firm and dataset in g.datasets
-        ]
-        return max(sizes, default=1)

@@ -34,7 +34,7 @@ from policies.ledger import Reservation
 from policies.requests import ColumnRef, Request
 from sandbox.catalog import Catalog, ColumnSpec, load_catalog, load_frame
 from sandbox.errors import SandboxError
-from sandbox.service import Denied
+from sandbox.service import Denied, granted_group_size
 
 
 class TrainingError(SandboxError):
@@ -155,7 +155,7 @@ class TrainingService:
                 columns=columns,
                 epsilon=cost.epsilon,
                 delta=cost.delta,
-                min_group_size=self._granted_group_size(firm, node),
+                min_group_size=granted_group_size(self.authority, firm, node),
                 model=spec.model,
             )
             decision = self.authority.decide(request)
@@ -191,14 +191,6 @@ class TrainingService:
         ).encode()
         indexes = {r.dataset: self.authority.commit(r, released) for r in reservations}
         return GovernedModel(result, digest, indexes)
-
-    def _granted_group_size(self, firm: str, dataset: str) -> int:
-        sizes = [
-            g.min_group_size
-            for g in self.authority.registry.grants()
-            if g.firm == firm and dataset in g.datasets
-        ]
-        return max(sizes, default=1)
 
 
 def save_model(model: GovernedModel, out: Path) -> Path:
