@@ -188,6 +188,13 @@ def _train(catalog, authority: Authority, quick: bool, echo: Callable[[str], Non
         min_nodes=3,
         seed=7,
     )
+    import logging
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)  # keep the demo's output readable
+    echo(
+        f"job {spec.config_hash()[:16]}…: {spec.model} on {', '.join(nodes)}, "
+        f"{spec.rounds} rounds, target epsilon {spec.target_epsilon} per dataset"
+    )
     model = TrainingService(catalog, authority).train(FIRM, PURPOSE, spec)
     result = model.result
     echo(f"status {result.status}; {len(result.rounds)} rounds; failures: {len(result.failures)}")
