@@ -127,3 +127,28 @@ def test_small_groups_are_suppressed_by_the_grant(service):
         "acme", "labour-market research", "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex", 1.0
     )
     assert all(row["n"]["value"] >= 5 for row in out.result.rows())
+
+
+def test_a_failed_release_is_refunded_and_logged(service, monkeypatch):
+    from sandbox.engine import PreparedQuery
+
+    def broken(self):
+        raise RuntimeError("node lost power before releasing")
+
+    monkeypatch.setattr(PreparedQuery, "release", broken)
+    with pytest.raises(RuntimeError):
+        service.query("acme", "labour-market research", "SELECT COUNT(*) FROM pums", 0.5)
+    assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
+    assert len(_entries(service, "reservation")) == 1
+    assert len(_entries(service, "refund")) == 1
+    assert _entries(service, "release") == []
+
+
+def test_release_digest_in_the_log_matches_what_the_firm_received(service):
+    import hashlib
+    import json
+
+    out = service.query("acme", "labour-market research", "SELECT COUNT(*) AS n FROM pums", 0.5)
+    released = json.dumps(out.result.to_json(), sort_keys=True, ensure_ascii=False).encode()
+    (entry,) = _entries(service, "release")
+    assert entry["release_sha256"] == hashlib.sha256(released).hexdigest()
