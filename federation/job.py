@@ -40,8 +40,10 @@ class JobSpec(BaseModel):
     sample_rate: float | None = Field(default=None, gt=0, le=1)
     batch_size: int | None = Field(default=None, ge=1)
     learning_rate: float = Field(default=0.1, gt=0, le=100)
-    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    strategy: Literal["fedavg", "fedprox", "fedavgm"] = "fedavg"
     proximal_mu: float = Field(default=0.0, ge=0)
+    server_learning_rate: float = Field(default=1.0, gt=0, le=10)
+    server_momentum: float = Field(default=0.0, ge=0, lt=1)
     dp: bool = True
     target_epsilon: float | None = Field(default=None, gt=0)
     target_delta: float = Field(default=1e-5, gt=0, lt=1)
@@ -70,8 +72,14 @@ class JobSpec(BaseModel):
             raise ValueError(f"categorical columns {sorted(unknown)} are not features")
         if (self.sample_rate is None) == (self.batch_size is None):
             raise ValueError("give exactly one of sample_rate or batch_size")
-        if self.strategy == "fedavg" and self.proximal_mu:
+        if self.strategy != "fedprox" and self.proximal_mu:
             raise ValueError("proximal_mu is only used with strategy='fedprox'")
+        if self.strategy != "fedavgm" and (
+            self.server_momentum or self.server_learning_rate != 1.0
+        ):
+            raise ValueError(
+                "server_learning_rate and server_momentum are only used with strategy='fedavgm'"
+            )
         if self.dp and (self.target_epsilon is None) == (self.noise_multiplier is None):
             raise ValueError("with dp=True give exactly one of target_epsilon or noise_multiplier")
         return self
@@ -85,9 +93,21 @@ class JobSpec(BaseModel):
             raise InvalidJobError(f"invalid training job: {exc}") from exc
 
     def canonical_json(self) -> str:
-        """The spec as sorted, compact JSON: the input of :meth:`config_hash`."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The spec as sorted, compact JSON: the input of :meth:`config_hash`.
+
+        Fields added after the first release are left out while they hold their default, so a
+        job that does not use them keeps the hash it always had.
+        """
+        data = self.model_dump(mode="json")
+        for name in _LATER_FIELDS:
+            if getattr(self, name) == JobSpec.model_fields[name].default:
+                data.pop(name)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON; equal specs always hash equally."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+#: Fields left out of :meth:`JobSpec.canonical_json` while at their default (hash stability).
+_LATER_FIELDS: tuple[str, ...] = ("server_learning_rate", "server_momentum")

@@ -1,6 +1,6 @@
 """The Flower ``ServerApp`` that coordinates a job.
 
-Its main loop drives a Flower strategy (``FedAvg`` or ``FedProx`` from
+Its main loop drives a Flower strategy (``FedAvg``, ``FedProx`` or ``FedAvgM`` from
 ``flwr.serverapp.strategy``) one round at a time instead of calling ``strategy.start``, so it
 can: record which node failed in which round and why; finish a round with the nodes that
 answered when at least ``min_nodes`` did; abort cleanly otherwise; and time every round.
@@ -30,7 +30,7 @@ from flwr.app import (  # noqa: E402
     RecordDict,
 )
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
-from flwr.serverapp.strategy import FedAvg, FedProx  # noqa: E402
+from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx  # noqa: E402
 from flwr.supercore import log  # noqa: E402
 
 from federation.accounting import JobPlan  # noqa: E402
@@ -72,6 +72,12 @@ def make_strategy(spec: JobSpec) -> FedAvg:
     }
     if spec.strategy == "fedprox":
         return FedProx(proximal_mu=spec.proximal_mu, **common)
+    if spec.strategy == "fedavgm":
+        return FedAvgM(
+            server_learning_rate=spec.server_learning_rate,
+            server_momentum=spec.server_momentum,
+            **common,
+        )
     return FedAvg(**common)
 
 
