@@ -80,11 +80,69 @@ class Decision:
         }
 
 
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+_ACTION_UIDS = {a: {"type": "Action", "id": a.value} for a in Action}
+
+try:  # the Rust call under cedarpy.is_authorized_batch, minus the wrapper's result objects
+    from cedarpy._internal import is_authorized_batch as _native_batch
+except ImportError:  # pragma: no cover - a cedarpy without it: use the public wrapper
+    _native_batch = None
+_decode_json = json.JSONDecoder().raw_decode
+
+
+def _authorize(
+    batch: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: cedarpy.Entities
+) -> list[tuple[bool, list[str], list[str]]]:
+    """``(allowed, rule codes, errors)`` for each request of ``batch``, as Cedar decides them.
+
+    The codes are the ``@id`` of every policy that determined the decision, sorted. The
+    native call and ``cedarpy.is_authorized_batch`` give the same answers (a test checks);
+    the native one skips the wrapper's per-result objects and its slower JSON parse.
+    """
+    native_entities = getattr(entities, "_inner", None)
+    if _native_batch is None or native_entities is None:
+        out = []
+        for result in cedarpy.is_authorized_batch(batch, policies, entities):
+            d = result.diagnostics
+            ids = d.id_annotations_by_reason
+            out.append((result.allowed, sorted({ids.get(p, p) for p in d.reasons}), d.errors))
+        return out
+    out = []
+    for text in _native_batch(batch, policies, native_entities, None, False):
+        response = _decode_json(text)[0]
+        d = response.get("diagnostics", {})
+        ids = d.get("id_annotations_by_reason", {})
+        codes = sorted({ids.get(p, p) for p in d.get("reason", ())})
+        out.append((response["decision"] == "Allow", codes, d.get("errors", [])))
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A grant with the parts of a decision that depend only on the grant, built once per
+    registry revision: the start of the Cedar context naming it, and its permit message."""
+
+    grant: Grant
+    context_head: str
+    permit_message: str
+
+
+def _candidate(g: Grant) -> _Candidate:
+    return _Candidate(
+        g,
+        '{"grant":{"__entity":{"type":"Grant","id":' + _encode_str(g.grant_id) + "}}",
+        f"grant {g.grant_id} v{g.version} ({g.purpose}; {g.legal_basis}; "
+        f"approved by {g.approved_by}) covers this use",
+    )
+
+
 @dataclass
 class _Snapshot:
     revision: int
-    grants: dict[str, Grant]
-    by_firm_dataset: dict[tuple[str, str], list[Grant]]
+    grants: dict[str, _Candidate]
+    by_firm_dataset: dict[tuple[str, str], tuple[_Candidate, ...]]
     datasets: dict[str, DatasetPolicy]
     entities: cedarpy.Entities
 
@@ -177,14 +235,15 @@ class PolicyEngine:
                 return snap
             grants = self.registry.grants()
             datasets = self.registry.datasets()
-            index: dict[tuple[str, str], list[Grant]] = {}
+            candidates = {g.grant_id: _candidate(g) for g in grants}
+            index: dict[tuple[str, str], list[_Candidate]] = {}
             for g in grants:
                 for name in g.datasets:
-                    index.setdefault((g.firm, name), []).append(g)
+                    index.setdefault((g.firm, name), []).append(candidates[g.grant_id])
             snap = _Snapshot(
                 revision,
-                {g.grant_id: g for g in grants},
-                index,
+                candidates,
+                {key: tuple(found) for key, found in index.items()},
                 {d.dataset_id: d for d in datasets},
                 _entities(grants, datasets),
             )
@@ -198,58 +257,54 @@ class PolicyEngine:
         def deny(*reasons: Reason) -> Decision:
             return Decision(False, reasons, None, self.policy_digest)
 
-        dataset = snap.datasets.get(request.dataset)
+        ds = request.dataset
+        dataset = snap.datasets.get(ds)
         if dataset is None:
-            return deny(
-                Reason("dataset-not-registered", f"dataset {request.dataset!r} is not registered")
-            )
+            return deny(Reason("dataset-not-registered", f"dataset {ds!r} is not registered"))
+        candidates: tuple[_Candidate, ...]
         if request.grant_id is not None:
-            grant = snap.grants.get(request.grant_id)
-            if grant is None:
+            found = snap.grants.get(request.grant_id)
+            if found is None:
                 return deny(Reason("no-grant", f"there is no grant {request.grant_id!r}"))
-            candidates = [grant]
+            candidates = (found,)
         else:
-            candidates = snap.by_firm_dataset.get((request.firm, request.dataset), [])
+            candidates = snap.by_firm_dataset.get((request.firm, ds), ())
             if not candidates:
                 return deny(
-                    Reason(
-                        "no-grant",
-                        f"no grant names firm {request.firm!r} and dataset {request.dataset!r}",
-                    )
+                    Reason("no-grant", f"no grant names firm {request.firm!r} and dataset {ds!r}")
                 )
         now = int(self._clock())
-        ds = request.dataset
-        column_uses = sorted({f"{ds}/{c.name}/{c.use.value}" for c in request.columns})
-        base = {
-            "principal": {"type": "Firm", "id": request.firm},
-            "action": {"type": "Action", "id": request.action.value},
-            "resource": {"type": "Dataset", "id": request.dataset},
-        }
-        context = {
-            "purpose": request.purpose,
-            "column_uses": column_uses,
-            "epsilon_micro": _micro(request.epsilon),
-            "min_group_size": request.min_group_size,
-            "now": now,
-        }
-        if request.model is not None:
-            context["model"] = request.model
-        batch = [  # context as a JSON string: cedarpy passes it through untouched
-            {**base, "context": json.dumps({**context, "grant": _uid("Grant", g.grant_id)})}
-            for g in candidates
+        # The context as a JSON string (cedarpy hands it to Cedar untouched), written out
+        # directly: the grant's part is built once per registry revision, the rest here.
+        column_uses = sorted({f"{ds}/{c.name}/{c.use}" for c in request.columns})
+        model = "" if request.model is None else ',"model":' + _encode_str(request.model)
+        tail = (
+            f',"purpose":{_encode_str(request.purpose)}'
+            f',"column_uses":[{",".join(map(_encode_str, column_uses))}]'
+            f',"epsilon_micro":{_micro(request.epsilon):d}'
+            f',"min_group_size":{request.min_group_size:d},"now":{now:d}{model}}}'
+        )
+        principal = {"type": "Firm", "id": request.firm}
+        action = _ACTION_UIDS[request.action]
+        resource = {"type": "Dataset", "id": ds}
+        batch = [
+            {
+                "principal": principal,
+                "action": action,
+                "resource": resource,
+                "context": candidate.context_head + tail,
+            }
+            for candidate in candidates
         ]
-        results = cedarpy.is_authorized_batch(batch, self._policies, snap.entities)
+        results = _authorize(batch, self._policies, snap.entities)
         reasons: list[Reason] = []
-        for grant, result in zip(candidates, results, strict=True):
-            if result.diagnostics.errors:
-                reasons.append(
-                    Reason("rule-error", "; ".join(result.diagnostics.errors), grant.grant_id)
-                )
+        for candidate, (allowed, codes, errors) in zip(candidates, results, strict=True):
+            grant = candidate.grant
+            if errors:
+                reasons.append(Reason("rule-error", "; ".join(errors), grant.grant_id))
                 continue
-            ids = result.diagnostics.id_annotations_by_reason
-            codes = sorted({ids.get(p, p) for p in result.diagnostics.reasons})
-            if result.allowed:
-                permit = self._permit(request, grant, codes)
+            if allowed:
+                permit = self._permit(request, candidate, codes)
                 if permit.permit:
                     return permit
                 reasons.extend(permit.reasons)
@@ -260,36 +315,30 @@ class PolicyEngine:
                     Reason(
                         "grant-does-not-cover",
                         f"grant {grant.grant_id} does not name firm {request.firm!r} and "
-                        f"dataset {request.dataset!r}",
+                        f"dataset {ds!r}",
                         grant.grant_id,
                     )
                 )
         return deny(*reasons)
 
-    def _permit(self, request: Request, grant: Grant, codes: list[str]) -> Decision:
+    def _permit(self, request: Request, candidate: _Candidate, codes: list[str]) -> Decision:
+        grant_id = candidate.grant.grant_id
         loss = Loss(request.epsilon, request.delta, request.rho)
         if self.ledger is not None:
-            short = self.ledger.check(grant.grant_id, request.dataset, loss)
+            short = self.ledger.check(grant_id, request.dataset, loss)
             if short is not None:
-                reason = Reason("budget-exhausted", short, grant.grant_id)
+                reason = Reason("budget-exhausted", short, grant_id)
                 return Decision(False, (reason,), None, self.policy_digest)
-        reasons = tuple(
-            Reason(
-                code,
-                f"grant {grant.grant_id} v{grant.version} ({grant.purpose}; {grant.legal_basis}; "
-                f"approved by {grant.approved_by}) covers this use",
-                grant.grant_id,
-            )
-            for code in codes
-        )
+        message = candidate.permit_message
         obligations = Obligations(
-            grant.grant_id,
+            grant_id,
             request.firm,
             request.dataset,
             loss,
             request.columns,
-            max(request.min_group_size, grant.min_group_size),
+            max(request.min_group_size, candidate.grant.min_group_size),
         )
+        reasons = tuple(Reason(code, message, grant_id) for code in codes)
         return Decision(True, reasons, obligations, self.policy_digest)
 
 

@@ -138,6 +138,25 @@ def _spent(row: sqlite3.Row | tuple) -> tuple[int, int]:
     return eps, basic_delta + zcdp_delta
 
 
+@dataclass(frozen=True)
+class _Accounts:
+    """A grant's and its dataset's account rows, with the room both leave for a use charged
+    under basic composition (which adds to what is spent, so room = min(cap - spent))."""
+
+    rows: tuple[tuple, tuple]
+    eps_room: int
+    delta_room: int
+
+    @staticmethod
+    def of(rows: tuple[tuple, tuple]) -> _Accounts:
+        spent = [_spent(row) for row in rows]
+        return _Accounts(
+            rows,
+            min(row[1] - eps for row, (eps, _) in zip(rows, spent, strict=True)),
+            min(row[2] - delta for row, (_, delta) in zip(rows, spent, strict=True)),
+        )
+
+
 class BudgetLedger:
     """Durable privacy-budget accounts in one SQLite file, safe across threads and processes."""
 
@@ -151,6 +170,7 @@ class BudgetLedger:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.path)
+            self._local.cursor = conn.cursor()  # reused by the read-only check
             self._local.writes = 0
             self._local.cache = {}
             self._local.cache_version = None
@@ -160,22 +180,26 @@ class BudgetLedger:
         """Note a commit on this thread's connection (its own data_version does not move)."""
         self._local.writes += 1
 
-    def _cached_accounts(self, grant_id: str, dataset: str) -> tuple[tuple, tuple]:
+    def _cached_accounts(self, grant_id: str, dataset: str) -> _Accounts:
         """Account rows for a read-only check, re-read only when the file changed.
 
         ``PRAGMA data_version`` moves whenever another connection (thread or process) commits;
-        this thread's own commits are counted in ``_wrote``.
+        this thread's own commits are counted in ``_wrote``. So a check costs one statement
+        on this thread's connection while nothing changed, and never sees a stale balance.
         """
-        conn = self._conn()
-        version = (conn.execute("PRAGMA data_version").fetchone()[0], self._local.writes)
-        cache = self._local.cache
-        if self._local.cache_version != version:
+        local = self._local
+        if getattr(local, "conn", None) is None:
+            self._conn()
+        version = (local.cursor.execute("PRAGMA data_version").fetchone()[0], local.writes)
+        cache = local.cache
+        if local.cache_version != version:
             cache.clear()
-            self._local.cache_version = version
-        rows = cache.get((grant_id, dataset))
-        if rows is None:
-            rows = cache[(grant_id, dataset)] = self._accounts(conn, grant_id, dataset)
-        return rows
+            local.cache_version = version
+        key = (grant_id, dataset)
+        accounts = cache.get(key)
+        if accounts is None:
+            accounts = cache[key] = _Accounts.of(self._accounts(local.conn, grant_id, dataset))
+        return accounts
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -255,7 +279,10 @@ class BudgetLedger:
     def check(self, grant_id: str, dataset: str, loss: Loss) -> str | None:
         """Read-only: why ``loss`` would not fit now, or ``None`` if it would."""
         eps, delta, rho = self._units(loss)
-        return self._shortfall(self._cached_accounts(grant_id, dataset), eps, delta, rho)
+        accounts = self._cached_accounts(grant_id, dataset)
+        if rho is None and eps <= accounts.eps_room and delta <= accounts.delta_room:
+            return None  # basic composition adds up: what _shortfall would find, sooner
+        return self._shortfall(accounts.rows, eps, delta, rho)
 
     # -- reserve / commit / refund --------------------------------------------------------
 

@@ -45,7 +45,11 @@ class Registry:
         return conn
 
     def revision(self) -> int:
-        return int(self._conn().execute("SELECT n FROM revision").fetchone()[0])
+        """The change counter (one statement on this thread's connection, checked per decision)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._conn().cursor()
+        return int(cursor.execute("SELECT n FROM revision").fetchone()[0])
 
     # -- grants ---------------------------------------------------------------------------
 
