@@ -27,6 +27,9 @@ from opacus.accountants.utils import get_noise_multiplier
 from federation.errors import BudgetExceededError, InvalidJobError
 from federation.job import JobSpec
 
+#: Fewest nodes a job must have to ask for client-level DP (see :mod:`federation.client_dp`).
+MIN_CLIENT_DP_NODES = 20
+
 
 @dataclass(frozen=True)
 class PrivacyCost:
@@ -119,12 +122,25 @@ def calibrate_noise_multiplier(
     return float(sigma)
 
 
+def check_client_dp_nodes(spec: JobSpec) -> None:
+    """Refuse client-level DP (``client_dp=True``) for a job with fewer than
+    :data:`MIN_CLIENT_DP_NODES` nodes, with :class:`InvalidJobError`."""
+    if spec.client_dp and len(spec.nodes) < MIN_CLIENT_DP_NODES:
+        raise InvalidJobError(
+            f"client-level DP needs at least {MIN_CLIENT_DP_NODES} nodes, this job has "
+            f"{len(spec.nodes)}: with a handful of departments it would protect whole "
+            "departments, not persons, and drown the model in noise. Remove client_dp; the "
+            "record-level DP-SGD of every node (dp=True) already protects each person"
+        )
+
+
 def plan_job(spec: JobSpec, rows_per_node: Mapping[str, int] | None = None) -> JobPlan:
     """Resolve sampling rate, steps and noise for every node.
 
     ``rows_per_node`` is the *public* row count of each dataset (from its catalog metadata); it
     is needed only when the spec gives ``batch_size`` instead of ``sample_rate``.
     """
+    check_client_dp_nodes(spec)
     plans: dict[str, NodePlan] = {}
     for node in spec.nodes:
         if spec.sample_rate is not None:

@@ -22,6 +22,9 @@ class JobSpec(BaseModel):
     ``batch_size / rows`` when only ``batch_size`` is given), and Gaussian noise of
     ``noise_multiplier``, calibrated from ``target_epsilon``/``target_delta`` when not given.
 
+    ``client_dp=True`` adds client-level DP (the unit is a whole node) on top, for federations
+    of at least 20 nodes only; see :mod:`federation.client_dp`.
+
     >>> spec = JobSpec(model="logreg", features=("age",), label="y", nodes=("a", "b"))
     >>> len(spec.config_hash())
     64
@@ -52,6 +55,12 @@ class JobSpec(BaseModel):
     accountant: Literal["rdp", "prv"] = "rdp"
     count_epsilon: float = Field(default=0.05, gt=0, le=1)
     eval_epsilon: float = Field(default=0.1, gt=0, le=1)
+    client_dp: bool = False
+    client_noise_multiplier: float | None = Field(default=None, gt=0)
+    client_target_epsilon: float | None = Field(default=None, gt=0)
+    client_clipping_norm: float = Field(default=1.0, gt=0)
+    client_sample_rate: float = Field(default=1.0, gt=0, le=1)
+    client_delta: float = Field(default=1e-5, gt=0, lt=1)
     min_nodes: int = Field(default=1, ge=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
     seed: int = 0
@@ -82,6 +91,21 @@ class JobSpec(BaseModel):
             )
         if self.dp and (self.target_epsilon is None) == (self.noise_multiplier is None):
             raise ValueError("with dp=True give exactly one of target_epsilon or noise_multiplier")
+        if self.client_dp:
+            if (self.client_target_epsilon is None) == (self.client_noise_multiplier is None):
+                raise ValueError(
+                    "with client_dp=True give exactly one of client_target_epsilon or "
+                    "client_noise_multiplier"
+                )
+            if not self.dp:
+                raise ValueError(
+                    "client_dp adds a node-level guarantee on top of record-level DP-SGD; "
+                    "it needs dp=True"
+                )
+            if self.strategy != "fedavg":
+                raise ValueError("client_dp replaces the aggregation; use strategy='fedavg'")
+        elif self.client_noise_multiplier is not None or self.client_target_epsilon is not None:
+            raise ValueError("client_noise_multiplier/client_target_epsilon need client_dp=True")
         return self
 
     @classmethod
@@ -110,4 +134,13 @@ class JobSpec(BaseModel):
 
 
 #: Fields left out of :meth:`JobSpec.canonical_json` while at their default (hash stability).
-_LATER_FIELDS: tuple[str, ...] = ("server_learning_rate", "server_momentum")
+_LATER_FIELDS: tuple[str, ...] = (
+    "server_learning_rate",
+    "server_momentum",
+    "client_dp",
+    "client_noise_multiplier",
+    "client_target_epsilon",
+    "client_clipping_norm",
+    "client_sample_rate",
+    "client_delta",
+)

@@ -25,6 +25,18 @@ class NodeCard:
 
 
 @dataclass(frozen=True)
+class ClientLevelCard:
+    """Client-level DP of a job (unit: a whole node), reported apart from per-dataset costs."""
+
+    epsilon_spent: float
+    delta: float
+    noise_multiplier: float
+    clipping_norm: float
+    client_sample_rate: float
+    rounds_released: int
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything released about a trained model besides its weights."""
 
@@ -42,6 +54,7 @@ class ModelCard:
     nodes: tuple[NodeCard, ...]
     dp_test_accuracy: float | None
     failures: tuple[str, ...]
+    client_level: ClientLevelCard | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -71,6 +84,15 @@ class ModelCard:
                 f"| {n.dataset} | {n.dp_rows} | {n.epsilon_spent:.3f} | {n.delta_spent:g} | "
                 f"{n.rounds_participated} | {_fmt(n.dp_test_accuracy)} |"
             )
+        if self.client_level is not None:
+            c = self.client_level
+            lines += [
+                "",
+                f"Client-level DP (unit: a whole node, one guarantee for the federation): "
+                f"epsilon {c.epsilon_spent:.3f} at delta {c.delta:g} over {c.rounds_released} "
+                f"rounds (noise multiplier {c.noise_multiplier:.3f}, clipping norm "
+                f"{c.clipping_norm}, node sampling rate {c.client_sample_rate}).",
+            ]
         if self.failures:
             lines += ["", "Failures:", *[f"- {f}" for f in self.failures]]
         return "\n".join(lines) + "\n"
@@ -90,6 +112,7 @@ def build_model_card(
     dp_correct: Mapping[str, int],
     dp_total: Mapping[str, int],
     failures: tuple[str, ...],
+    client_level: ClientLevelCard | None = None,
 ) -> ModelCard:
     """Assemble the card of a finished job from released values only.
 
@@ -125,6 +148,7 @@ def build_model_card(
         nodes=tuple(nodes),
         dp_test_accuracy=_ratio(total_correct, total),
         failures=failures,
+        client_level=client_level,
     )
 
 

@@ -55,3 +55,7 @@ class TrainingResult:
     model_card: ModelCard | None
     abort_reason: str | None = None
     round_weights: list[dict[str, np.ndarray]] = field(default_factory=list)
+    #: Client-level DP (``spec.client_dp``): one guarantee for the whole federation (unit: a
+    #: node), reserved before the job and spent over the rounds released; None otherwise.
+    client_level_predicted: PrivacyCost | None = None
+    client_level_spent: PrivacyCost | None = None

@@ -20,6 +20,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from flwr.app import (  # noqa: E402
     ArrayRecord,
     ConfigRecord,
@@ -35,6 +36,7 @@ from flwr.supercore import log  # noqa: E402
 
 from federation.accounting import JobPlan  # noqa: E402
 from federation.client_app import NODE_NAME_KEY  # noqa: E402
+from federation.client_dp import aggregate, client_noise_multiplier, sample_nodes  # noqa: E402
 from federation.errors import NotEnoughNodesError  # noqa: E402
 from federation.job import JobSpec  # noqa: E402
 from federation.result import NodeFailure, RoundMetrics  # noqa: E402
@@ -60,6 +62,7 @@ class JobOutcome:
     round_weights: list[dict[str, np.ndarray]] = field(default_factory=list)
     abort_reason: str | None = None
     finished: bool = False
+    client_rounds: int = 0  # rounds released under client-level DP
 
 
 def make_strategy(spec: JobSpec) -> FedAvg:
@@ -105,6 +108,7 @@ def make_server_app(
     """Build the ServerApp for one job; results are written into ``outcome``."""
     app = ServerApp()
     job_config = {"job": spec.canonical_json(), "rows": json.dumps(rows_per_node or {})}
+    client_sigma = client_noise_multiplier(spec) if spec.client_dp else 0.0
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
@@ -162,12 +166,28 @@ def make_server_app(
         arrays = ArrayRecord(torch_state_dict=model.state_dict())
         for rnd in range(1, spec.rounds + 1):
             start = time.perf_counter()
-            messages = list(
-                strategy.configure_train(rnd, arrays, ConfigRecord(dict(job_config)), grid)
+            if spec.client_dp:
+                # Client-level DP: Poisson-sample the nodes, clip and noise on the server.
+                config = ConfigRecord({**job_config, "server-round": rnd})
+                messages = [
+                    Message(
+                        RecordDict({"arrays": arrays, "config": config}), nid, MessageType.TRAIN
+                    )
+                    for nid in sample_nodes(list(names), spec.client_sample_rate)
+                ]
+            else:
+                messages = list(
+                    strategy.configure_train(rnd, arrays, ConfigRecord(dict(job_config)), grid)
+                )
+            ok, failed = (
+                exchange(grid, messages, names, f"train round {rnd}") if messages else ([], [])
             )
-            ok, failed = exchange(grid, messages, names, f"train round {rnd}")
-            _require(len(ok), f"train round {rnd}")
-            new_arrays, _ = strategy.aggregate_train(rnd, ok)
+            if spec.client_dp:
+                new_arrays = _client_dp_round(arrays, ok)
+                outcome.client_rounds += 1
+            else:
+                _require(len(ok), f"train round {rnd}")
+                new_arrays, _ = strategy.aggregate_train(rnd, ok)
             wall = time.perf_counter() - start
             answered = []
             compute, norms = [], []
@@ -194,10 +214,10 @@ def make_server_app(
                     nodes=tuple(sorted(answered)),
                     failed=tuple(sorted(failed)),
                     wall_s=wall,
-                    max_compute_s=max(compute),
+                    max_compute_s=max(compute, default=0.0),
                     sum_compute_s=sum(compute),
-                    overhead_s=wall - max(compute),
-                    mean_update_norm=float(np.mean(norms)),
+                    overhead_s=wall - max(compute, default=0.0),
+                    mean_update_norm=float(np.mean(norms)) if norms else 0.0,
                 )
             )
             current = {k: v.numpy() for k, v in arrays.to_torch_state_dict().items()}
@@ -224,6 +244,21 @@ def make_server_app(
             name = names[reply.metadata.src_node_id]
             outcome.dp_correct[name] = int(reply.content["metrics"]["dp-correct"])
             outcome.dp_total[name] = int(reply.content["metrics"]["dp-total"])
+
+    def _client_dp_round(arrays: ArrayRecord, replies: list[Message]) -> ArrayRecord:
+        current = {k: v.numpy() for k, v in arrays.to_torch_state_dict().items()}
+        received = [
+            {k: v.numpy() for k, v in r.content["arrays"].to_torch_state_dict().items()}  # type: ignore[union-attr]
+            for r in replies
+        ]
+        new = aggregate(
+            current,
+            received,
+            clipping_norm=spec.client_clipping_norm,
+            noise_multiplier=client_sigma,
+            expected_nodes=spec.client_sample_rate * len(spec.nodes),
+        )
+        return ArrayRecord(torch_state_dict={k: torch.as_tensor(v) for k, v in new.items()})
 
     def _require(answered: int, stage: str) -> None:
         if answered < spec.min_nodes:

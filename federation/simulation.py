@@ -26,10 +26,11 @@ from federation.accounting import (  # noqa: E402
     spent_cost,
 )
 from federation.client_app import make_client_app  # noqa: E402
+from federation.client_dp import client_level_cost  # noqa: E402
 from federation.errors import BudgetExceededError, InvalidJobError  # noqa: E402
 from federation.job import JobSpec  # noqa: E402
 from federation.loader import Loader  # noqa: E402
-from federation.model_card import build_model_card  # noqa: E402
+from federation.model_card import ClientLevelCard, build_model_card  # noqa: E402
 from federation.result import TrainingResult  # noqa: E402
 from federation.server_app import JobOutcome, failed_names, make_server_app  # noqa: E402
 
@@ -134,6 +135,18 @@ def collect_result(
                 f"spent epsilon on {name!r} exceeds the reservation; refuse to release"
             )
     completed = outcome.finished and outcome.abort_reason is None and outcome.weights is not None
+    client_predicted = client_level_cost(spec)
+    client_spent = client_level_cost(spec, outcome.client_rounds)
+    client_card = None
+    if client_spent is not None:
+        client_card = ClientLevelCard(
+            epsilon_spent=client_spent.epsilon,
+            delta=spec.client_delta,
+            noise_multiplier=float(client_spent.components["noise_multiplier"]),
+            clipping_norm=spec.client_clipping_norm,
+            client_sample_rate=spec.client_sample_rate,
+            rounds_released=outcome.client_rounds,
+        )
     card = None
     if completed:
         card = build_model_card(
@@ -145,6 +158,7 @@ def collect_result(
             dp_correct=outcome.dp_correct,
             dp_total=outcome.dp_total,
             failures=tuple(f"{f.node} at {f.stage}: {f.reason}" for f in outcome.failures),
+            client_level=client_card,
         )
     reason = outcome.abort_reason
     if not outcome.finished:
@@ -159,6 +173,8 @@ def collect_result(
         model_card=card,
         abort_reason=reason,
         round_weights=outcome.round_weights,
+        client_level_predicted=client_predicted,
+        client_level_spent=client_spent,
     )
 
 
