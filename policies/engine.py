@@ -92,6 +92,24 @@ except ImportError:  # pragma: no cover - a cedarpy without it: use the public w
 _decode_json = json.JSONDecoder().raw_decode
 
 
+def _response(text: str) -> dict[str, Any]:
+    """Decode one Cedar response, skipping its trailing timing ``metrics`` when it can.
+
+    Cedar writes ``metrics`` last; the object before it decodes to exactly the same keys and
+    values as the full text. If that prefix is not a whole object with the decision and its
+    diagnostics, the full text is decoded instead.
+    """
+    cut = text.rfind(',"metrics":')
+    if cut > 0:
+        try:
+            head = _decode_json(text[:cut] + "}")[0]
+        except ValueError:
+            head = None
+        if isinstance(head, dict) and "decision" in head and "diagnostics" in head:
+            return head
+    return _decode_json(text)[0]
+
+
 def _authorize(
     batch: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: cedarpy.Entities
 ) -> list[tuple[bool, list[str], list[str]]]:
@@ -111,7 +129,7 @@ def _authorize(
         return out
     out = []
     for text in _native_batch(batch, policies, native_entities, None, False):
-        response = _decode_json(text)[0]
+        response = _response(text)
         d = response.get("diagnostics", {})
         ids = d.get("id_annotations_by_reason", {})
         codes = sorted({ids.get(p, p) for p in d.get("reason", ())})
