@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -112,7 +112,7 @@ def _response(text: str) -> dict[str, Any]:
 
 def _authorize(
     batch: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: cedarpy.Entities
-) -> list[tuple[bool, list[str], list[str]]]:
+) -> list[tuple[bool, tuple[str, ...], tuple[str, ...]]]:
     """``(allowed, rule codes, errors)`` for each request of ``batch``, as Cedar decides them.
 
     The codes are the ``@id`` of every policy that determined the decision, sorted. The
@@ -125,16 +125,36 @@ def _authorize(
         for result in cedarpy.is_authorized_batch(batch, policies, entities):
             d = result.diagnostics
             ids = d.id_annotations_by_reason
-            out.append((result.allowed, sorted({ids.get(p, p) for p in d.reasons}), d.errors))
+            codes = tuple(sorted({ids.get(p, p) for p in d.reasons}))
+            out.append((result.allowed, codes, tuple(d.errors)))
         return out
-    out = []
-    for text in _native_batch(batch, policies, native_entities, None, False):
+    return [_parse(text) for text in _native_batch(batch, policies, native_entities, None, False)]
+
+
+_PARSED: dict[str, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
+_PARSED_MAX = 1024
+
+
+def _parse(text: str) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """``(allowed, rule codes, errors)`` of one Cedar response.
+
+    Responses differ only in their timing ``metrics`` for the same outcome, so the outcome
+    is remembered by the text before them (a pure function of that text; at most
+    ``_PARSED_MAX`` entries).
+    """
+    cut = text.rfind(',"metrics":')
+    key = text[:cut] if cut > 0 else text
+    parsed = _PARSED.get(key)
+    if parsed is None:
         response = _response(text)
         d = response.get("diagnostics", {})
         ids = d.get("id_annotations_by_reason", {})
-        codes = sorted({ids.get(p, p) for p in d.get("reason", ())})
-        out.append((response["decision"] == "Allow", codes, d.get("errors", [])))
-    return out
+        codes = tuple(sorted({ids.get(p, p) for p in d.get("reason", ())}))
+        parsed = (response["decision"] == "Allow", codes, tuple(d.get("errors", ())))
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,17 @@ class _Candidate:
     grant: Grant
     context_head: str
     permit_message: str
+    permit_reasons: dict[tuple[str, ...], tuple[Reason, ...]] = field(default_factory=dict)
+
+    def reasons(self, codes: tuple[str, ...]) -> tuple[Reason, ...]:
+        """The reasons of a permit by the rules ``codes`` (built once per set of codes)."""
+        reasons = self.permit_reasons.get(codes)
+        if reasons is None:
+            g = self.grant.grant_id
+            reasons = self.permit_reasons[codes] = tuple(
+                Reason(code, self.permit_message, g) for code in codes
+            )
+        return reasons
 
 
 def _candidate(g: Grant) -> _Candidate:
@@ -294,7 +325,8 @@ class PolicyEngine:
         now = int(self._clock())
         # The context as a JSON string (cedarpy hands it to Cedar untouched), written out
         # directly: the grant's part is built once per registry revision, the rest here.
-        column_uses = sorted({f"{ds}/{c.name}/{c.use}" for c in request.columns})
+        prefix = ds + "/"
+        column_uses = sorted({prefix + c.name + "/" + c.use for c in request.columns})
         model = "" if request.model is None else ',"model":' + _encode_str(request.model)
         tail = (
             f',"purpose":{_encode_str(request.purpose)}'
@@ -339,7 +371,7 @@ class PolicyEngine:
                 )
         return deny(*reasons)
 
-    def _permit(self, request: Request, candidate: _Candidate, codes: list[str]) -> Decision:
+    def _permit(self, request: Request, candidate: _Candidate, codes: tuple[str, ...]) -> Decision:
         grant_id = candidate.grant.grant_id
         loss = Loss(request.epsilon, request.delta, request.rho)
         if self.ledger is not None:
@@ -347,7 +379,6 @@ class PolicyEngine:
             if short is not None:
                 reason = Reason("budget-exhausted", short, grant_id)
                 return Decision(False, (reason,), None, self.policy_digest)
-        message = candidate.permit_message
         obligations = Obligations(
             grant_id,
             request.firm,
@@ -356,8 +387,7 @@ class PolicyEngine:
             request.columns,
             max(request.min_group_size, candidate.grant.min_group_size),
         )
-        reasons = tuple(Reason(code, message, grant_id) for code in codes)
-        return Decision(True, reasons, obligations, self.policy_digest)
+        return Decision(True, candidate.reasons(codes), obligations, self.policy_digest)
 
 
 def _explain(code: str, request: Request, grant: Grant, dataset: DatasetPolicy, now: int) -> Reason:
