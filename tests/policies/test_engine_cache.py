@@ -7,6 +7,7 @@ process would), and decides the same request again.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -178,3 +179,30 @@ def test_engine_without_ledger_still_decides(tmp_path: Path) -> None:
     assert engine.decide(query()).permit
     registry.revoke_grant("g-credit", "王芳", "done")
     assert codes(engine.decide(query())) == {"grant-revoked"}
+
+
+def test_deciding_leaves_no_read_transaction_open(authority: Authority) -> None:
+    # The registry and ledger reuse one cursor per thread; a statement left pending would
+    # pin a WAL snapshot and stop checkpoints.
+    assert authority.decide(query()).permit
+    for path in (authority.registry.path, authority.ledger.path):
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("COMMIT")
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            other.close()
+        assert busy == 0, path
+
+
+def test_parsed_responses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "_PARSED", {})
+    monkeypatch.setattr(engine_module, "_PARSED_MAX", 8)
+    for i in range(20):
+        text = (
+            f'{{"decision":"Deny","diagnostics":{{"reason":["p{i}"],'
+            f'"id_annotations_by_reason":{{}},"errors":[]}},"metrics":{{"t":{i}}}}}'
+        )
+        assert engine_module._parse(text) == (False, (f"p{i}",), ())
+        assert len(engine_module._PARSED) <= 8
