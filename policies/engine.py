@@ -80,7 +80,8 @@ class Decision:
         }
 
 
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+# A JSON string literal, escaped exactly as json.dumps escapes it (its C implementation).
+_encode_str = json.encoder.encode_basestring_ascii
 
 
 _ACTION_UIDS = {a: {"type": "Action", "id": a.value} for a in Action}
