@@ -32,3 +32,7 @@ class LogIntegrityError(PolicyError):
 
 class KeyFileError(PolicyError):
     """A signing or public key file is missing, unreadable or has unsafe permissions."""
+
+
+class PrivacyParameterError(InvalidRequestError):
+    """An epsilon or delta is not finite, below the floor, or above what the data allows."""
