@@ -5,6 +5,17 @@ every row independently with probability ``sample_rate`` (Poisson sampling, what
 assumes), per-sample gradients clipped to ``max_grad_norm`` and Gaussian noise of standard
 deviation ``noise_multiplier * max_grad_norm`` added to every summed batch gradient.
 
+Randomness. Everything that protects privacy comes from the operating system's CSPRNG and
+nothing a job can set reaches it: before every DP-SGD step the sampling generator (which draws
+the Poisson sample) and the noise generator (which draws the Gaussian noise) are re-seeded with
+fresh bits from :func:`secrets.randbits` (``os.urandom``). Opacus' ``secure_mode`` needs the
+``torchcsprng`` package, which has no build for this torch release, so the generators are
+PyTorch's own, seeded per step from the CSPRNG; the noise is drawn the way Opacus' secure mode
+draws it (the mean of four Gaussian draws, scaled, which resists the floating-point attacks on
+the Gaussian sampler). Two runs of the same job therefore give different weights. A job's
+``seed`` only fixes the initial weights, on the server. Non-private baselines (``dp=False``)
+may seed their batch order.
+
 FedProx's proximal term ``mu/2 * ||w - w_global||^2`` does not depend on any record, so it is
 applied as a separate, data-independent step after each DP step rather than through the loss
 (Opacus only privatizes per-sample gradients; a parameter-only loss term would be dropped).
@@ -12,6 +23,7 @@ applied as a separate, data-independent step after each DP step rather than thro
 
 from __future__ import annotations
 
+import secrets
 import time
 import warnings
 from collections.abc import Mapping
@@ -23,6 +35,8 @@ from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from federation.errors import InvalidJobError
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,15 @@ def _proximal_step(
             p.sub_(lr * mu * (p - a))
 
 
+def fresh_generator() -> torch.Generator:
+    """A PyTorch generator seeded from the operating system's CSPRNG."""
+    return torch.Generator().manual_seed(secrets.randbits(63))
+
+
+def _reseed(generator: torch.Generator) -> None:
+    generator.manual_seed(secrets.randbits(63))
+
+
 def train_local(
     model: nn.Module,
     X: np.ndarray,
@@ -61,16 +84,22 @@ def train_local(
     max_grad_norm: float,
     learning_rate: float,
     proximal_mu: float = 0.0,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> LocalTraining:
     """Run ``steps`` optimizer steps on (X, y) starting from ``model``'s current weights.
 
-    With ``dp=True`` each step is a DP-SGD step on a Poisson sample of the rows; otherwise a
-    plain SGD step on a uniformly drawn batch of the same expected size.
+    With ``dp=True`` each step is a DP-SGD step on a Poisson sample of the rows, with sampling
+    and noise from the CSPRNG (re-seeded every step); ``seed`` must then be None
+    (:class:`InvalidJobError` otherwise). With ``dp=False``, a plain SGD step on a uniformly
+    drawn batch of the same expected size; ``seed`` fixes the batch order (CSPRNG if None).
     """
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    if dp and seed is not None:
+        raise InvalidJobError(
+            "DP-SGD draws its sampling and noise from the operating system's CSPRNG; they "
+            "cannot be seeded. Drop the seed (it may only fix initial weights or the batch "
+            "order of a non-private baseline)"
+        )
     dataset = TensorDataset(
         torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     )
@@ -79,7 +108,9 @@ def train_local(
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     taken = 0
     if dp:
-        loader = DPDataLoader(dataset, sample_rate=sample_rate, generator=generator)
+        sampling = fresh_generator()
+        noise = fresh_generator()
+        loader = DPDataLoader(dataset, sample_rate=sample_rate, generator=sampling)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
             engine = PrivacyEngine(accountant="rdp")
@@ -90,15 +121,22 @@ def train_local(
                 noise_multiplier=noise_multiplier,
                 max_grad_norm=max_grad_norm,
                 poisson_sampling=False,  # the loader above already samples with sample_rate
+                noise_generator=noise,
             )
+        # Opacus' floating-point-safe Gaussian draw (what secure_mode uses), from ``noise``.
+        private_opt.secure_mode = True
         params = [p for p in private_model.parameters() if p.requires_grad]
         while taken < steps:
-            for xb, yb in private_loader:
+            batches = iter(private_loader)
+            for _ in range(len(private_loader)):
+                _reseed(sampling)  # the Poisson sample of this step
+                xb, yb = next(batches)
                 private_opt.zero_grad(set_to_none=True)
                 loss = criterion(private_model(xb), yb)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Full backward hook")
                     loss.backward()
+                _reseed(noise)  # the Gaussian noise of this step
                 private_opt.step()
                 _proximal_step(params, anchor, learning_rate, proximal_mu)
                 taken += 1
@@ -106,6 +144,7 @@ def train_local(
                     break
         state = _clean_state(private_model)
     else:
+        generator = fresh_generator() if seed is None else torch.Generator().manual_seed(seed)
         batch = max(1, round(sample_rate * len(dataset)))
         params = [p for p in model.parameters() if p.requires_grad]
         while taken < steps:

@@ -29,3 +29,12 @@ class NotEnoughNodesError(FederationError):
 
 class NodeBudgetRefusedError(FederationError):
     """A node refused to train because the job would exceed what was reserved on it."""
+
+
+class NodeApprovalError(FederationError):
+    """A node refused a job that is not the plan approved for its grant and dataset, a grant it
+    does not know, or a non-private job on person data."""
+
+
+class NodeStateError(FederationError):
+    """A node's own state (its secret key or its approvals store) is missing or damaged."""

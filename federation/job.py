@@ -6,12 +6,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from federation.errors import InvalidJobError
 from federation.zoo import validate_model_params
+
+#: The smallest epsilon a job may name (``target_epsilon``, ``count_epsilon``, ...): one
+#: micro-epsilon, the unit in which the budget ledger counts and rounds every charge. A smaller
+#: epsilon could not be charged exactly, so it is refused rather than charged as zero.
+EPSILON_FLOOR = 1e-6
+
+#: Largest JSON/YAML job file read by :meth:`JobSpec.from_file` (a job spec is a few hundred
+#: bytes; anything far larger is not a job).
+MAX_JOB_FILE_BYTES = 1_000_000
 
 
 class JobSpec(BaseModel):
@@ -25,12 +43,19 @@ class JobSpec(BaseModel):
     ``client_dp=True`` adds client-level DP (the unit is a whole node) on top, for federations
     of at least 20 nodes only; see :mod:`federation.client_dp`.
 
+    ``seed`` (also accepted as ``init_seed``) fixes the model's *initial weights* and nothing
+    else. The randomness that protects privacy (Poisson sampling of the rows and the Gaussian
+    noise of every DP-SGD step) is drawn on each node from the operating system's CSPRNG and
+    cannot be set by the job; see :mod:`federation.dpsgd`.
+
+    Every float must be finite, and every epsilon at least :data:`EPSILON_FLOOR`.
+
     >>> spec = JobSpec(model="logreg", features=("age",), label="y", nodes=("a", "b"))
     >>> len(spec.config_hash())
     64
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str
     model_params: dict[str, int] = Field(default_factory=dict)
@@ -48,22 +73,28 @@ class JobSpec(BaseModel):
     server_learning_rate: float = Field(default=1.0, gt=0, le=10)
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
     dp: bool = True
-    target_epsilon: float | None = Field(default=None, gt=0)
+    target_epsilon: float | None = Field(default=None, ge=EPSILON_FLOOR)
     target_delta: float = Field(default=1e-5, gt=0, lt=1)
     noise_multiplier: float | None = Field(default=None, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     accountant: Literal["rdp", "prv"] = "rdp"
-    count_epsilon: float = Field(default=0.05, gt=0, le=1)
-    eval_epsilon: float = Field(default=0.1, gt=0, le=1)
+    count_epsilon: float = Field(default=0.05, ge=EPSILON_FLOOR, le=1)
+    eval_epsilon: float = Field(default=0.1, ge=EPSILON_FLOOR, le=1)
     client_dp: bool = False
     client_noise_multiplier: float | None = Field(default=None, gt=0)
-    client_target_epsilon: float | None = Field(default=None, gt=0)
+    client_target_epsilon: float | None = Field(default=None, ge=EPSILON_FLOOR)
     client_clipping_norm: float = Field(default=1.0, gt=0)
     client_sample_rate: float = Field(default=1.0, gt=0, le=1)
     client_delta: float = Field(default=1e-5, gt=0, lt=1)
     min_nodes: int = Field(default=1, ge=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
-    seed: int = 0
+    #: Fixes the initial weights only (``init_seed`` is accepted as another name for it).
+    seed: int = Field(default=0, ge=0, lt=2**63, validation_alias=AliasChoices("seed", "init_seed"))
+
+    @property
+    def init_seed(self) -> int:
+        """The seed of the initial weights (the only randomness a job may fix)."""
+        return self.seed
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
@@ -109,12 +140,57 @@ class JobSpec(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, data: dict[str, object]) -> JobSpec:
-        """Validate ``data`` into a spec, raising :class:`InvalidJobError` with every problem."""
+    def parse(cls, data: object) -> JobSpec:
+        """Validate ``data`` (a mapping, or JSON text) into a spec, raising
+        :class:`InvalidJobError` that names every problem.
+
+        >>> JobSpec.parse({"model": "logreg"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        federation.errors.InvalidJobError: invalid training job: features: Field required; ...
+        """
         try:
+            if isinstance(data, str | bytes):
+                return cls.model_validate_json(data)
+            if not isinstance(data, dict):
+                raise InvalidJobError(
+                    "invalid training job: a job is a mapping of fields (model, features, "
+                    "label, nodes, ...); see docs/federation.md"
+                )
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise InvalidJobError(f"invalid training job: {exc}") from exc
+            raise InvalidJobError(f"invalid training job: {describe_errors(exc)}") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            # e.g. a model hyperparameter outside the zoo's range raised while validating
+            if isinstance(exc, InvalidJobError):
+                raise
+            raise InvalidJobError(f"invalid training job: {type(exc).__name__}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> JobSpec:
+        """Read a job from a JSON or YAML file (by extension; YAML otherwise), raising only
+        :class:`InvalidJobError`."""
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_JOB_FILE_BYTES:
+                raise InvalidJobError(
+                    f"{path}: larger than {MAX_JOB_FILE_BYTES} bytes; this is not a job file"
+                )
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidJobError(f"{path}: cannot read the job file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise InvalidJobError(f"{path}: the job file is not UTF-8 text") from None
+        if path.suffix.lower() == ".json":
+            return cls.parse(text)
+        try:
+            data = yaml.safe_load(text)
+        except (yaml.YAMLError, RecursionError):
+            raise InvalidJobError(f"{path}: not valid YAML; see docs/federation.md") from None
+        try:
+            return cls.parse(data)
+        except InvalidJobError as exc:
+            raise InvalidJobError(f"{path}: {exc}") from None
 
     def canonical_json(self) -> str:
         """The spec as sorted, compact JSON: the input of :meth:`config_hash`.
@@ -131,6 +207,15 @@ class JobSpec(BaseModel):
     def config_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON; equal specs always hash equally."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, ``field: message``, without echoing the offending values."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "job"
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 #: Fields left out of :meth:`JobSpec.canonical_json` while at their default (hash stability).

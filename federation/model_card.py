@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class ModelCard:
     dp_test_accuracy: float | None
     failures: tuple[str, ...]
     client_level: ClientLevelCard | None = None
+    #: Which randomness the job fixed and where the rest came from (see :func:`randomness`).
+    randomness: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -74,6 +76,7 @@ class ModelCard:
             f"- differential privacy: {self.differential_privacy} (unit: {self.privacy_unit}, "
             f"accountant: {self.accountant}, clipping norm {self.max_grad_norm})",
             f"- features: {', '.join(self.features)}",
+            *[f"- randomness, {k.replace('_', ' ')}: {v}" for k, v in self.randomness.items()],
             f"- held-out accuracy (DP, all nodes): {_fmt(self.dp_test_accuracy)}",
             "",
             "| dataset | rows (DP) | epsilon | delta | rounds | held-out accuracy (DP) |",
@@ -96,6 +99,26 @@ class ModelCard:
         if self.failures:
             lines += ["", "Failures:", *[f"- {f}" for f in self.failures]]
         return "\n".join(lines) + "\n"
+
+
+def randomness(spec: object) -> dict[str, str]:
+    """What the requester fixed (the initial weights only) and what came from the nodes' CSPRNG.
+
+    >>> from federation.job import JobSpec
+    >>> spec = JobSpec(model="logreg", features=("a",), label="y", nodes=("n",),
+    ...                sample_rate=0.1, target_epsilon=1.0, seed=7)
+    >>> randomness(spec)["initial_weights"]
+    'fixed by the job (seed 7)'
+    """
+    out = {"initial_weights": f"fixed by the job (seed {spec.seed})"}  # type: ignore[attr-defined]
+    if spec.dp:  # type: ignore[attr-defined]
+        out["sampling_and_noise"] = (
+            "drawn on each node from the operating system's CSPRNG (os.urandom), re-seeded "
+            "every DP-SGD step; not settable by the job"
+        )
+    else:
+        out["sampling_and_noise"] = "none: non-private training (dp=False)"
+    return out
 
 
 def _fmt(x: float | None) -> str:
@@ -149,6 +172,7 @@ def build_model_card(
         dp_test_accuracy=_ratio(total_correct, total),
         failures=failures,
         client_level=client_level,
+        randomness=randomness(spec),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from logging import INFO
 
@@ -104,10 +104,19 @@ def make_server_app(
     outcome: JobOutcome,
     keep_round_weights: bool = False,
     on_round: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    grants: Mapping[str, str] | None = None,
 ) -> ServerApp:
-    """Build the ServerApp for one job; results are written into ``outcome``."""
+    """Build the ServerApp for one job; results are written into ``outcome``.
+
+    ``grants`` names, per dataset, the grant the job runs under; each node looks the job up
+    among the plans approved for that grant in its own store and refuses anything else.
+    """
     app = ServerApp()
-    job_config = {"job": spec.canonical_json(), "rows": json.dumps(rows_per_node or {})}
+    job_config = {
+        "job": spec.canonical_json(),
+        "rows": json.dumps(rows_per_node or {}),
+        "grants": json.dumps(dict(grants or {}), sort_keys=True),
+    }
     client_sigma = client_noise_multiplier(spec) if spec.client_dp else 0.0
 
     @app.main()

@@ -6,10 +6,13 @@ TLS and node authentication) runs the same ``ServerApp``/``ClientApp``; see docs
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -31,6 +34,7 @@ from federation.errors import BudgetExceededError, InvalidJobError  # noqa: E402
 from federation.job import JobSpec  # noqa: E402
 from federation.loader import Loader  # noqa: E402
 from federation.model_card import ClientLevelCard, build_model_card  # noqa: E402
+from federation.node_store import NodeStore, node_state_dir, plan_approvals  # noqa: E402
 from federation.result import TrainingResult  # noqa: E402
 from federation.server_app import JobOutcome, failed_names, make_server_app  # noqa: E402
 
@@ -60,12 +64,21 @@ def run_simulation(
     backend_config: dict[str, Any] | None = None,
     keep_round_weights: bool = False,
     on_round: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    node_state: str | Path | None = None,
+    grants: Mapping[str, str] | None = None,
 ) -> TrainingResult:
     """Predict the job's cost, refuse it if over ``budget``, then train on Ray.
 
     ``loaders`` maps each of ``spec.nodes`` to its loader (or is one loader for all).
     ``budget`` is per dataset (or one budget for every dataset); ``None`` is accepted only for
     non-private baselines with ``allow_non_private=True``.
+
+    ``node_state`` is the root of the nodes' own state directories (``<root>/<dataset>``),
+    where each node finds the plans approved for it, and ``grants`` names the grant of each
+    dataset: the governed path, in which the department side has recorded the authority's
+    approval beforehand and the nodes refuse anything else. Without ``node_state`` the caller
+    acts as every department at once (tests, benchmarks): the job is approved, under the grant
+    ``"local"``, in a temporary state directory that lives for this run only.
 
     Raises :class:`BudgetExceededError` before any training if a dataset's predicted cost
     exceeds its budget, and :class:`InvalidJobError` for an inconsistent job.
@@ -90,25 +103,54 @@ def run_simulation(
     if missing:
         raise InvalidJobError(f"no loader for nodes {sorted(missing)}")
 
+    if node_state is not None and not grants:
+        raise InvalidJobError("with node_state, name the grant of every dataset in grants")
+
     outcome = JobOutcome()
-    server_app = make_server_app(
-        spec,
-        plan,
-        dict(rows_per_node) if rows_per_node else None,
-        outcome,
-        keep_round_weights=keep_round_weights,
-        on_round=on_round,
-    )
-    client_app = make_client_app(table)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        flwr_run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=len(spec.nodes),
-            backend_config=backend_config or default_backend_config(),
+    with _state_root(spec, node_state, rows_per_node, allow_non_private) as (root, used):
+        server_app = make_server_app(
+            spec,
+            plan,
+            dict(rows_per_node) if rows_per_node else None,
+            outcome,
+            keep_round_weights=keep_round_weights,
+            on_round=on_round,
+            grants=grants or used,
         )
+        client_app = make_client_app(table, root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            flwr_run_simulation(
+                server_app=server_app,
+                client_app=client_app,
+                num_supernodes=len(spec.nodes),
+                backend_config=backend_config or default_backend_config(),
+            )
     return collect_result(spec, plan, predicted, outcome)
+
+
+#: The grant under which :func:`run_simulation` approves a job run without ``node_state``.
+LOCAL_GRANT = "local"
+
+
+@contextlib.contextmanager
+def _state_root(
+    spec: JobSpec,
+    node_state: str | Path | None,
+    rows_per_node: Mapping[str, int] | None,
+    allow_non_private: bool,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    if node_state is not None:
+        yield str(node_state), {}
+        return
+    grants = dict.fromkeys(spec.nodes, LOCAL_GRANT)
+    with tempfile.TemporaryDirectory(prefix="fed-nodes-") as tmp:
+        approvals = plan_approvals(
+            spec, grants, rows_per_node, person_data=not (allow_non_private and not spec.dp)
+        )
+        for name, approval in approvals.items():
+            NodeStore(node_state_dir(tmp, name)).approve(approval)
+        yield tmp, grants
 
 
 def collect_result(

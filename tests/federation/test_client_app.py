@@ -14,6 +14,7 @@ from federation.client_app import handle_query, handle_train
 from federation.dpsgd import train_local
 from federation.errors import NodeBudgetRefusedError
 from federation.job import JobSpec
+from federation.node_store import NodeStore, node_state_dir, plan_approvals
 from federation.synthetic import SYNTHETIC_CATEGORICAL, SYNTHETIC_FEATURES, SyntheticLoader
 from federation.zoo import build_model
 
@@ -58,11 +59,26 @@ def _context(partition: int) -> Context:
     )
 
 
-def _message(spec: JobSpec, kind: str, arrays: ArrayRecord | None = None) -> Message:
+def _approve(root: object, spec: JobSpec, grant: str = "G") -> str:
+    """Record the job's approval in each node's store under ``root`` (the department side)."""
+    for name, approval in plan_approvals(spec, dict.fromkeys(spec.nodes, grant)).items():
+        NodeStore(node_state_dir(str(root), name)).approve(approval)
+    return str(root)
+
+
+def _message(
+    spec: JobSpec, kind: str, arrays: ArrayRecord | None = None, grant: str = "G"
+) -> Message:
+    grants = json.dumps(dict.fromkeys(spec.nodes, grant))
     content = RecordDict(
         {
             "config": ConfigRecord(
-                {"job": spec.canonical_json(), "rows": json.dumps({}), "server-round": 1}
+                {
+                    "job": spec.canonical_json(),
+                    "rows": json.dumps({}),
+                    "grants": grants,
+                    "server-round": 1,
+                }
             )
         }
     )
@@ -83,13 +99,16 @@ def _sent_update_norm(reply: Message, start: dict[str, torch.Tensor]) -> float:
     return float(torch.sqrt(sum(((sent[k] - start[k]) ** 2).sum() for k in start)))
 
 
-def test_sent_update_is_bounded_by_clipping() -> None:
+def test_sent_update_is_bounded_by_clipping(tmp_path) -> None:
     """With noise off and every row in every batch, each DP-SGD step moves the weights by
     lr * mean of per-sample gradients clipped to C, so the update that leaves the node has norm
     at most lr * steps * C. Without clipping the same data gives a far larger update."""
     spec = _spec()
     arrays, start = _global(spec)
-    reply = handle_train(_message(spec, MessageType.TRAIN, arrays), _context(0), {"a": LOADER})
+    root = _approve(tmp_path, spec)
+    reply = handle_train(
+        _message(spec, MessageType.TRAIN, arrays), _context(0), {"a": LOADER}, root
+    )
     steps = int(reply.content["metrics"]["steps"])
     assert steps == 3
     bound = spec.learning_rate * steps * spec.max_grad_norm
@@ -135,7 +154,6 @@ def test_noise_of_the_stated_multiplier_is_added() -> None:
             noise_multiplier=sigma,
             max_grad_norm=0.5,
             learning_rate=1.0,
-            seed=3,
         )
         updates.append(torch.cat([v.flatten() for v in out.state_dict.values()]))
     z = ((updates[1] - updates[0]) * rows / (1.0 * 2.0 * 0.5)).numpy()
@@ -144,27 +162,27 @@ def test_noise_of_the_stated_multiplier_is_added() -> None:
     assert abs(np.mean(z)) < 0.1
 
 
-def test_node_refuses_steps_beyond_the_reservation() -> None:
+def test_node_refuses_steps_beyond_the_reservation(tmp_path) -> None:
     spec = _spec(rounds=1)
     arrays, _ = _global(spec)
-    context = _context(1)
-    handle_train(_message(spec, MessageType.TRAIN, arrays), context, {"b": LOADER})
+    root = _approve(tmp_path, spec)
+    handle_train(_message(spec, MessageType.TRAIN, arrays), _context(1), {"b": LOADER}, root)
     with pytest.raises(NodeBudgetRefusedError, match="refuses"):
-        handle_train(_message(spec, MessageType.TRAIN, arrays), context, {"b": LOADER})
+        # A fresh Context (a new run): the tally lives in the node's store, not in the run.
+        handle_train(_message(spec, MessageType.TRAIN, arrays), _context(1), {"b": LOADER}, root)
 
 
-def test_row_count_is_released_once_through_dp() -> None:
+def test_row_count_is_released_once_through_dp(tmp_path) -> None:
     spec = _spec(count_epsilon=0.05)
-    context = _context(0)
-    first = handle_query(_message(spec, MessageType.QUERY), context, {"a": LOADER})
-    again = handle_query(_message(spec, MessageType.QUERY), context, {"a": LOADER})
+    root = _approve(tmp_path / "one", spec)
+    first = handle_query(_message(spec, MessageType.QUERY), _context(0), {"a": LOADER}, root)
+    again = handle_query(_message(spec, MessageType.QUERY), _context(0), {"a": LOADER}, root)
     count = first.content["metrics"]["dp-rows"]
     assert first.content["node"]["node-name"] == "a"
-    assert again.content["metrics"]["dp-rows"] == count  # cached, not a fresh draw
-    fresh = [
-        handle_query(_message(spec, MessageType.QUERY), _context(0), {"a": LOADER}).content[
-            "metrics"
-        ]["dp-rows"]
-        for _ in range(20)
-    ]
+    assert again.content["metrics"]["dp-rows"] == count  # recorded, not a fresh draw
+    fresh = []
+    for i in range(20):
+        other = _approve(tmp_path / f"fresh{i}", spec)
+        reply = handle_query(_message(spec, MessageType.QUERY), _context(0), {"a": LOADER}, other)
+        fresh.append(reply.content["metrics"]["dp-rows"])
     assert len(set(fresh)) > 1  # noise is added: independent releases differ
