@@ -17,7 +17,6 @@ the hot path.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import math
 import threading
@@ -30,8 +29,24 @@ import opendp.prelude as dp
 import polars as pl
 from opendp.domains import _lazyframe_from_domain
 
-from sandbox.catalog import Catalog, ColumnSpec, Manifest, load_frame, polars_type
-from sandbox.errors import PrivacyParameterError, QueryError, UnsupportedQuery
+from policies.bounds import EPSILON_MIN, check_delta, check_epsilon
+from policies.errors import PrivacyParameterError as _PolicyPrivacyParameterError
+from sandbox.catalog import (
+    Catalog,
+    ColumnSpec,
+    DatasetReport,
+    Manifest,
+    conform_frame,
+    load_checked,
+    polars_type,
+)
+from sandbox.errors import (
+    ManifestError,
+    PrivacyParameterError,
+    QueryError,
+    SandboxError,
+    UnsupportedQuery,
+)
 from sandbox.release import AggregateRelease, QueryResult
 from sandbox.sql import (
     Aggregate,
@@ -69,20 +84,30 @@ class DatasetContext:
     def __init__(self, manifest: Manifest, frame: pl.DataFrame | None = None):
         self.manifest = manifest
         self.columns = {c.name: c for c in manifest.columns if c.role != "identifier"}
+        # The rows are checked against the manifest (bounds, categories, row_bound) and
+        # clamped or refused as it says, before anything reaches OpenDP.
         if frame is None:
-            frame = load_frame(manifest)
+            frame, self.report = load_checked(manifest)
+        else:
+            frame, self.report = conform_frame(manifest, frame)
         # OpenDP takes no date literals, so date columns live in the context as day numbers
         # (days since 1970-01-01); literals and group keys are converted the same way.
         # Float columns live as fixed-point integers (value * unit, rounded): integer sums have
         # an exact sensitivity, while OpenDP must pad float sums for rounding error, which at
         # large row bounds or with private group keys swamps the signal. Rounding each row is
         # a per-row transformation on the node, so the guarantee holds for the original rows.
-        self.units = {n: fixed_point_unit(s) for n, s in self.columns.items() if s.type == "float"}
+        # A float column without bounds is never summed (no public bounds), only filtered and
+        # counted, so it stays a float.
+        self.units = {
+            n: fixed_point_unit(s)
+            for n, s in self.columns.items()
+            if s.type == "float" and s.bounds is not None
+        }
         frame = frame.select(
             pl.col(name).cast(pl.Int64)
             if spec.type == "date"
             else (pl.col(name) * self.units[name]).round().cast(pl.Int64)
-            if spec.type == "float"
+            if name in self.units
             else pl.col(name)
             for name, spec in self.columns.items()
         )
@@ -131,7 +156,9 @@ class DatasetContext:
 
 
 def _atom_domain(spec: ColumnSpec) -> dp.Domain:
-    if spec.type in ("int", "date", "float"):  # floats are held as fixed-point integers
+    if spec.type == "float" and spec.bounds is None:
+        return dp.atom_domain(T=dp.f64, nan=False)
+    if spec.type in ("int", "date", "float"):  # bounded floats are held as fixed-point integers
         return dp.atom_domain(T=dp.i64)
     if spec.type == "string":
         return dp.atom_domain(T=dp.String)
@@ -196,17 +223,31 @@ class QueryEngine:
         self._summary_cache: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
 
     def context(self, dataset: str) -> DatasetContext:
+        """The dataset's OpenDP context, built (and its rows checked) at first use."""
         with self._contexts_lock:
             ctx = self._contexts.get(dataset)
             if ctx is None:
                 manifest = self.catalog[dataset]
-                ctx = DatasetContext(manifest, self._frames.pop(dataset, None))
+                try:
+                    ctx = DatasetContext(manifest, self._frames.get(dataset))
+                except SandboxError:
+                    raise
+                except (dp.OpenDPException, pl.exceptions.PolarsError) as exc:
+                    raise ManifestError(
+                        f"{manifest.path}: the node cannot load {dataset!r} into OpenDP "
+                        f"({type(exc).__name__}); check the data against its manifest"
+                    ) from None
+                self._frames.pop(dataset, None)
                 self._contexts[dataset] = ctx
             return ctx
 
+    def check(self, dataset: str) -> DatasetReport:
+        """How the dataset's rows matched its manifest when the node loaded them."""
+        return self.context(dataset).report
+
     def plan(self, sql: str) -> QueryPlan:
         """Parse and validate ``sql`` without touching data or spending privacy."""
-        plan = self._plan_cache.get(sql)
+        plan = self._plan_cache.get(sql) if isinstance(sql, str) else None
         if plan is None:
             plan = parse_query(sql, self.catalog)
             if len(self._plan_cache) >= 4096:
@@ -249,6 +290,7 @@ class QueryEngine:
                 f"min_group_size must be a non-negative integer, got {min_group_size!r}"
             )
         plan = sql if isinstance(sql, QueryPlan) else self.plan(sql)
+        delta = check_dataset_delta(self.catalog[plan.dataset], delta)
         ctx = self.context(plan.dataset)
         compiled = _compile(plan, ctx, min_group_size)
         if compiled.needs_threshold and delta <= 0.0:
@@ -260,8 +302,14 @@ class QueryEngine:
         try:
             return self._calibrate(ctx, compiled, epsilon, delta, min_group_size)
         except dp.OpenDPException as exc:
+            reason = " ".join(str(exc.message).split())[:300]
             raise UnsupportedQuery(
-                f"OpenDP cannot build a private measurement for this query: {exc.message}"
+                f"OpenDP cannot build a private measurement for this query: {reason}"
+            ) from None
+        except pl.exceptions.PolarsError as exc:
+            raise UnsupportedQuery(
+                f"this query cannot be planned on {plan.dataset!r} ({type(exc).__name__}); "
+                "simplify the conditions"
             ) from None
 
     def _calibrate(
@@ -384,17 +432,27 @@ class QueryEngine:
 
 
 def check_privacy_parameters(epsilon: Any, delta: Any) -> tuple[float, float]:
-    """Refuse epsilon <= 0, delta outside [0, 1), NaN, infinities and non-numbers."""
-    for name, value in (("epsilon", epsilon), ("delta", delta)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PrivacyParameterError(f"{name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise PrivacyParameterError(f"{name} must be finite, got {value!r}")
-    if epsilon <= 0:
-        raise PrivacyParameterError(f"epsilon must be > 0, got {epsilon!r}")
-    if not 0 <= delta < 1:
-        raise PrivacyParameterError(f"delta must be in [0, 1), got {delta!r}")
-    return float(epsilon), float(delta)
+    """Refuse NaN, infinities, non-numbers, epsilon below ``policies.bounds.EPSILON_MIN`` and
+    delta outside [0, 1) (the dataset's own delta limit is :func:`check_dataset_delta`)."""
+    try:
+        return check_epsilon(epsilon), check_delta(delta)
+    except _PolicyPrivacyParameterError as exc:
+        raise PrivacyParameterError(str(exc)) from None
+
+
+def check_dataset_delta(manifest: Manifest, delta: Any) -> float:
+    """Refuse a delta the dataset does not allow: at or above ``1 / row_bound`` (the manifest's
+    public upper bound on its rows), or above its ``max_delta``. Public metadata only, so a
+    refusal reveals nothing about the rows."""
+    delta = check_privacy_parameters(EPSILON_MIN, delta)[1]
+    try:
+        return check_delta(delta, rows=manifest.row_bound, max_delta=manifest.max_delta)
+    except _PolicyPrivacyParameterError:
+        raise PrivacyParameterError(
+            f"delta {delta:g} is too large for {manifest.name!r}: it must be "
+            f"{manifest.delta_limit()} (row_bound is the manifest's public bound on its rows); "
+            "choose a smaller delta"
+        ) from None
 
 
 class PreparedQuery:
@@ -426,7 +484,13 @@ class PreparedQuery:
         if self._released:
             raise QueryError("a prepared query is released at most once; prepare it again")
         self._released = True
-        frame = self._ctx.release(self._measurement)
+        try:
+            frame = self._ctx.release(self._measurement)
+        except (dp.OpenDPException, pl.exceptions.PolarsError) as exc:
+            raise QueryError(
+                f"the release failed inside the mechanism ({type(exc).__name__}); nothing was "
+                "released"
+            ) from None
         key = (
             self._ctx.manifest.name,
             self.threshold,
@@ -587,8 +651,8 @@ def _condition_expr(cond: Condition, units: dict[str, int]) -> pl.Expr:
             ">=": col >= value,
         }[cond.op]
     if isinstance(cond, InList):  # OpenDP does not take is_in; an OR of equalities is the same
-        return functools.reduce(
-            lambda a, b: a | b, (pl.col(cond.column) == lit(cond.column, v) for v in cond.values)
+        return _balanced(
+            [pl.col(cond.column) == lit(cond.column, v) for v in cond.values], lambda a, b: a | b
         )
     if isinstance(cond, Between):
         col = pl.col(cond.column)
@@ -600,8 +664,19 @@ def _condition_expr(cond: Condition, units: dict[str, int]) -> pl.Expr:
     if isinstance(cond, BoolOp):
         exprs = [_condition_expr(p, units) for p in cond.parts]
         op = (lambda a, b: a & b) if cond.op == "and" else (lambda a, b: a | b)
-        return functools.reduce(op, exprs)
+        return _balanced(exprs, op)
     raise TypeError(cond)  # pragma: no cover - parse_query builds only the types above
+
+
+def _balanced(exprs: list[pl.Expr], op: Callable[[pl.Expr, pl.Expr], pl.Expr]) -> pl.Expr:
+    """Combine with an associative operator as a balanced tree: depth log2(n), not n. A chain
+    of thousands of ORs overflows the native stack of the plan's (de)serialiser."""
+    while len(exprs) > 1:
+        paired = [op(exprs[i], exprs[i + 1]) for i in range(0, len(exprs) - 1, 2)]
+        if len(exprs) % 2:
+            paired.append(exprs[-1])
+        exprs = paired
+    return exprs[0]
 
 
 def _build_plan(

@@ -1,4 +1,11 @@
-"""The exceptions the sandbox raises. Each message tells the user what to do next."""
+"""The exceptions the sandbox raises. Each message tells the user what to do next.
+
+Every public entry point of ``sandbox`` (the Python API and the ``sandbox`` command line)
+raises only these, or the ``policies`` errors of the governed paths; never a parser, pydantic,
+Polars, OpenDP, numpy or sqlite error.
+"""
+
+from policies.errors import PrivacyParameterError as _PolicyPrivacyParameterError
 
 
 class SandboxError(Exception):
@@ -29,5 +36,7 @@ class MissingBounds(QueryError):
     """An aggregate needs public bounds (or keys) that the manifest does not declare."""
 
 
-class PrivacyParameterError(QueryError):
-    """epsilon or delta is not a finite number in the allowed range."""
+class PrivacyParameterError(QueryError, _PolicyPrivacyParameterError):
+    """epsilon or delta is not finite, below the floor, or above what the dataset allows.
+
+    Also a ``policies.errors.PrivacyParameterError``: one ``except`` catches both sides."""

@@ -13,6 +13,13 @@ Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM(col)``, ``AVG(col)``, ``MEDIAN(c
 Conditions: ``= != <> < <= > >=`` against a literal, ``IN (...)``, ``BETWEEN``, ``IS [NOT] NULL``,
 ``AND``, ``OR``, ``NOT``. ORDER BY and LIMIT act on the released (already private) rows.
 
+Limits, checked before anything else (see ``docs/query.md``): :data:`MAX_SQL_LENGTH`
+characters, :data:`MAX_IN_LIST` literals per ``IN``, :data:`MAX_EXPRESSION_DEPTH` levels of
+nesting, :data:`MAX_PREDICATES` comparisons, :data:`MAX_SELECT_ITEMS` outputs,
+:data:`MAX_GROUP_KEYS` group-by keys, ``LIMIT`` at most :data:`MAX_LIMIT`. Every failure,
+whatever the parser raised, is an :class:`~sandbox.errors.UnsupportedQuery` with a one-line
+reason.
+
 >>> plan = parse_query("SELECT sex, COUNT(*) FROM pums GROUP BY sex", catalog)  # doctest: +SKIP
 >>> plan.group_by                                                             # doctest: +SKIP
 ('sex',)
@@ -29,6 +36,27 @@ from sqlglot import exp
 
 from sandbox.catalog import Catalog, ColumnSpec, Manifest, _coerce
 from sandbox.errors import MissingBounds, UnknownColumn, UnsupportedQuery
+
+#: Longest SQL text accepted, in characters (an IN list of 1,000 codes fits easily).
+MAX_SQL_LENGTH = 100_000
+#: Most literals in one ``IN (...)`` list.
+MAX_IN_LIST = 1_000
+#: Deepest nesting of expressions. Parentheses and a chain of the same operator
+#: (``a AND b AND c``) count once; ``NOT``, a switch between AND and OR, and each function or
+#: comparison add a level.
+MAX_EXPRESSION_DEPTH = 32
+#: Most comparisons in WHERE (each literal of an IN list and each side of a BETWEEN counts).
+MAX_PREDICATES = 1_000
+#: Most items in the SELECT list (group-by keys and aggregates).
+MAX_SELECT_ITEMS = 32
+#: Most GROUP BY keys.
+MAX_GROUP_KEYS = 4
+#: Largest LIMIT.
+MAX_LIMIT = 1_000_000_000
+#: Longest output name (alias), in characters.
+MAX_NAME_LENGTH = 128
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 AggregateKind = Literal["count", "sum", "avg", "quantile"]
 ColumnUse = Literal["filter", "group_by", "aggregate"]
@@ -124,32 +152,115 @@ def _condition_columns(cond: Condition | None) -> list[str]:
 
 
 def parse_query(sql: str, catalog: Catalog) -> QueryPlan:
-    """Parse and validate ``sql`` against the catalog. Raises a QueryError naming the problem."""
-    if not isinstance(sql, str) or not sql.strip():
-        raise UnsupportedQuery("the query is empty; write SELECT ... FROM dataset")
-    try:
-        statements = [s for s in sqlglot.parse(sql) if s is not None]
-    except sqlglot.errors.ParseError as exc:
-        first = exc.errors[0]["description"] if exc.errors else str(exc)
-        raise UnsupportedQuery(f"cannot parse the SQL: {first}") from None
+    """Parse and validate ``sql`` against the catalog. Raises a QueryError naming the problem.
+
+    Nothing the text holds can make this raise anything but a
+    :class:`~sandbox.errors.SandboxError`; the limits are checked before any recursion over
+    the parsed tree.
+    """
+    _check_text(sql)
+    statements = _parse(sql)
     if len(statements) != 1:
         raise UnsupportedQuery("send exactly one SELECT statement")
-    tree = statements[0]
+    _check_depth(statements[0])
+    try:
+        return _plan(sql, statements[0], catalog)
+    except RecursionError:  # pragma: no cover - the depth limit is far below Python's
+        raise UnsupportedQuery(
+            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"
+        ) from None
+
+
+def _check_text(sql: Any) -> None:
+    if not isinstance(sql, str):
+        raise UnsupportedQuery(f"the query must be SQL text, not {type(sql).__name__}")
+    if not sql.strip():
+        raise UnsupportedQuery("the query is empty; write SELECT ... FROM dataset")
+    if len(sql) > MAX_SQL_LENGTH:
+        raise UnsupportedQuery(
+            f"the query is {len(sql)} characters long; at most {MAX_SQL_LENGTH} are accepted"
+        )
+    if "\x00" in sql:
+        raise UnsupportedQuery("the query contains a NUL character; remove it")
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsupportedQuery(
+            f"the query is not valid Unicode text (a lone surrogate at character {exc.start}); "
+            "send plain UTF-8"
+        ) from None
+
+
+def _parse(sql: str) -> list[exp.Expression]:
+    try:
+        return [s for s in sqlglot.parse(sql) if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        first = exc.errors[0]["description"] if exc.errors else str(exc)
+        raise UnsupportedQuery(f"cannot parse the SQL: {_one_line(first)}") from None
+    except sqlglot.errors.TokenError:
+        raise UnsupportedQuery(
+            "cannot parse the SQL: it has an unterminated string, quoted name or comment"
+        ) from None
+    except RecursionError:
+        raise UnsupportedQuery(
+            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"
+        ) from None
+    except Exception as exc:  # the parser's own defects must not escape as ours
+        raise UnsupportedQuery(f"cannot parse the SQL ({type(exc).__name__})") from None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_depth(tree: exp.Expression) -> None:
+    """Refuse trees nested beyond MAX_EXPRESSION_DEPTH, without recursion.
+
+    A parenthesis adds no level, nor does an AND inside an AND (or an OR inside an OR): such
+    chains are flattened when the query is bound, and compiled as balanced trees.
+    """
+    stack: list[tuple[exp.Expression, int, type | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, chain = stack.pop()
+        for child in node.iter_expressions():
+            if isinstance(child, exp.Paren):
+                stack.append((child, depth, chain))
+                continue
+            same_chain = isinstance(child, exp.And | exp.Or) and type(child) is chain
+            level = depth if same_chain else depth + 1
+            if level > MAX_EXPRESSION_DEPTH:
+                raise UnsupportedQuery(
+                    f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels of "
+                    "NOT, AND/OR alternation and function calls)"
+                )
+            stack.append((child, level, type(child)))
+
+
+def _plan(sql: str, tree: exp.Expression, catalog: Catalog) -> QueryPlan:
     if not isinstance(tree, exp.Select):
         raise UnsupportedQuery(f"only SELECT is supported, not {tree.key.upper()}")
     _refuse_unsupported_clauses(tree)
     manifest = catalog[_table_name(tree)]
     binder = _Binder(manifest)
 
+    if len(tree.expressions) > MAX_SELECT_ITEMS:
+        raise UnsupportedQuery(
+            f"the SELECT list has {len(tree.expressions)} items; at most {MAX_SELECT_ITEMS}"
+        )
     group = tree.args.get("group")
     if group is not None and not group.expressions:
         raise UnsupportedQuery("GROUP BY needs at least one column")
+    if group is not None and len(group.expressions) > MAX_GROUP_KEYS:
+        raise UnsupportedQuery(
+            f"GROUP BY has {len(group.expressions)} keys; at most {MAX_GROUP_KEYS} are supported"
+        )
     group_by = tuple(binder.key_column(e) for e in (group.expressions if group else []))
     if len(set(group_by)) != len(group_by):
         raise UnsupportedQuery("GROUP BY names a column twice")
     outputs: list[str | Aggregate] = []
     for item in tree.expressions:
-        alias = item.alias if isinstance(item, exp.Alias) else None
+        alias = _output_name(item.alias) if isinstance(item, exp.Alias) else None
         node = item.this if isinstance(item, exp.Alias) else item
         if isinstance(node, exp.Column):
             name = binder.key_column(node)
@@ -171,6 +282,11 @@ def parse_query(sql: str, catalog: Catalog) -> QueryPlan:
 
     where = tree.args.get("where")
     condition = binder.condition(where.this) if where is not None else None
+    predicates = _predicate_count(condition)
+    if predicates > MAX_PREDICATES:
+        raise UnsupportedQuery(
+            f"WHERE makes {predicates} comparisons; at most {MAX_PREDICATES} are supported"
+        )
     order_by = _order_by(tree, names)
     limit = _limit(tree)
     return QueryPlan(
@@ -182,6 +298,26 @@ def parse_query(sql: str, catalog: Catalog) -> QueryPlan:
         order_by=order_by,
         limit=limit,
     )
+
+
+def _output_name(name: str) -> str:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise UnsupportedQuery(f"an output name has 1 to {MAX_NAME_LENGTH} characters")
+    if not name.isprintable():
+        raise UnsupportedQuery("an output name may not hold control characters")
+    return name
+
+
+def _predicate_count(cond: Condition | None) -> int:
+    if cond is None:
+        return 0
+    if isinstance(cond, BoolOp):
+        return sum(_predicate_count(p) for p in cond.parts)
+    if isinstance(cond, Negation):
+        return _predicate_count(cond.part)
+    if isinstance(cond, InList):
+        return len(cond.values)
+    return 2 if isinstance(cond, Between) else 1
 
 
 _REFUSED_CLAUSES = {
@@ -240,9 +376,17 @@ def _limit(tree: exp.Select) -> int | None:
     if limit is None:
         return None
     value = limit.expression
-    if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+    if (
+        not isinstance(value, exp.Literal)
+        or value.is_string
+        or not value.this.isascii()
+        or not value.this.isdigit()
+    ):
         raise UnsupportedQuery("LIMIT takes a non-negative integer literal")
-    return int(value.this)
+    digits = value.this.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_LIMIT)) or int(digits) > MAX_LIMIT:
+        raise UnsupportedQuery(f"LIMIT is at most {MAX_LIMIT}")
+    return int(digits)
 
 
 class _Binder:
@@ -338,7 +482,7 @@ class _Binder:
             return self.condition(node.this)
         if isinstance(node, exp.And | exp.Or):
             op: Literal["and", "or"] = "and" if isinstance(node, exp.And) else "or"
-            return BoolOp(op, (self.condition(node.this), self.condition(node.expression)))
+            return BoolOp(op, tuple(self.condition(part) for part in _chain(node)))
         if isinstance(node, exp.Not):
             return Negation(self.condition(node.this))
         if isinstance(node, exp.Is):
@@ -349,6 +493,11 @@ class _Binder:
             spec = self.column(node.this)
             if node.args.get("query") or not node.expressions:
                 raise UnsupportedQuery("IN takes a non-empty list of literals")
+            if len(node.expressions) > MAX_IN_LIST:
+                raise UnsupportedQuery(
+                    f"IN lists {len(node.expressions)} literals; at most {MAX_IN_LIST} are "
+                    "supported (use BETWEEN for ranges)"
+                )
             values = tuple(self.literal(v, spec) for v in node.expressions)
             return InList(spec.name, values)
         if isinstance(node, exp.Between):
@@ -364,7 +513,7 @@ class _Binder:
                 comparison = _FLIPPED[comparison]
             spec = self.column(left)
             return Compare(spec.name, comparison, self.literal(right, spec))
-        raise UnsupportedQuery(f"condition {node.sql()!r} is not supported in WHERE")
+        raise UnsupportedQuery(f"condition {_one_line(node.sql())!r} is not supported in WHERE")
 
     def literal(self, node: exp.Expression, spec: ColumnSpec) -> Any:
         if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
@@ -394,10 +543,29 @@ class _Binder:
             raise UnsupportedQuery("literals must be finite numbers")
         if spec.type == "int" and isinstance(raw, float):
             return raw  # comparing an int column with 2.5 is meaningful
+        if isinstance(raw, int) and not isinstance(raw, bool) and not _INT64[0] <= raw <= _INT64[1]:
+            raise UnsupportedQuery(f"integer literals must fit in 64 bits (column {spec.name!r})")
         try:
             return _coerce(spec.type, raw, f"literal for {spec.name}")
         except ValueError as exc:
             raise UnsupportedQuery(str(exc)) from None
+
+
+def _chain(node: exp.Expression) -> list[exp.Expression]:
+    """The operands of a chain of the same AND (or OR), through parentheses, without recursion."""
+    kind = type(node)
+    out: list[exp.Expression] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        inner = current
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if type(inner) is kind:
+            stack.extend((inner.expression, inner.this))  # popped left first: keeps order
+        else:
+            out.append(current)
+    return out
 
 
 _COMPARISONS: dict[type, Literal["==", "!=", "<", "<=", ">", ">="]] = {

@@ -49,7 +49,7 @@ def test_bad_query_exits_nonzero_with_the_reason(pums_catalog_dir):
         "query", "--catalog", str(pums_catalog_dir), "--epsilon", "0", "SELECT COUNT(*) FROM pums"
     )
     assert proc.returncode == 2
-    assert "epsilon must be > 0" in proc.stderr
+    assert "epsilon must be at least" in proc.stderr
     result = runner.invoke(
         app,
         [

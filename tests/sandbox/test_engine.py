@@ -181,7 +181,7 @@ def test_non_public_keys_need_delta_and_use_partition_selection(tmp_path):
     frame = pl.DataFrame({"code": [f"k{i % 3}" for i in range(n)] + ["rare"], "v": [1.0] * (n + 1)})
     frame.write_parquet(tmp_path / "d.parquet")
     (tmp_path / "d.yaml").write_text(
-        "name: d\nfile: d.parquet\nclassification: 内部\ncolumns:\n"
+        "name: d\nfile: d.parquet\nclassification: 内部\nrow_bound: 10000\ncolumns:\n"
         "  - {name: code, type: string}\n  - {name: v, type: float, bounds: [0, 1]}\n"
     )
     engine = QueryEngine(load_catalog(tmp_path))
@@ -273,7 +273,7 @@ def test_float_columns_are_summed_in_fixed_point(tmp_path):
         tmp_path / "f.parquet"
     )
     (tmp_path / "f.yaml").write_text(
-        "name: f\nfile: f.parquet\nclassification: 内部\ncolumns:\n"
+        "name: f\nfile: f.parquet\nclassification: 内部\nrow_bound: 100000\ncolumns:\n"
         "  - {name: k, type: string}\n  - {name: v, type: float, bounds: [0, 1]}\n"
     )
     engine = QueryEngine(load_catalog(tmp_path))
