@@ -193,6 +193,46 @@ class NodeStore:
                 (approval.max_steps, approval.grant_id, approval.dataset, approval.plan_digest),
             )
 
+    def withdraw(self, approval: Approval) -> bool:
+        """Take back one approved use of a plan whose job did not run, so it can never run.
+
+        Returns True if what the node has released under the plan still fits in the remaining
+        approved uses (this use released nothing); False, changing nothing, otherwise: then
+        something may have left the node under it and its reservation must stay charged.
+        """
+        key = (approval.grant_id, approval.dataset, approval.plan_digest)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT max_steps, uses FROM approvals WHERE grant_id=? AND dataset=? AND "
+                "plan_digest=?",
+                key,
+            ).fetchone()
+            if row is None:
+                return False
+            steps_left, uses_left = int(row[0]) - approval.max_steps, int(row[1]) - 1
+            steps, dp_rows, evaluations = self._tally(db, key)
+            if (
+                steps_left < 0
+                or steps > steps_left
+                or evaluations > uses_left
+                or (dp_rows is not None and uses_left == 0)
+            ):
+                return False
+            if uses_left == 0:
+                db.execute(
+                    "DELETE FROM approvals WHERE grant_id=? AND dataset=? AND plan_digest=?", key
+                )
+                db.execute(
+                    "DELETE FROM tallies WHERE grant_id=? AND dataset=? AND plan_digest=?", key
+                )
+            else:
+                db.execute(
+                    "UPDATE approvals SET max_steps = ?, uses = ? WHERE grant_id=? AND "
+                    "dataset=? AND plan_digest=?",
+                    (steps_left, uses_left, *key),
+                )
+            return True
+
     def approval(self, grant_id: str, dataset: str, plan_digest: str) -> Approval:
         """The approval of this plan for the grant and dataset, or :class:`NodeApprovalError`."""
         with self._read() as db:

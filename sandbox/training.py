@@ -4,37 +4,59 @@
          -> the accountant predicts each dataset's (epsilon, delta) from the job alone
          -> the policy engine decides for every dataset (model, columns, purpose, per-use cap)
          -> the ledger reserves every dataset's predicted loss before any node trains
-         -> Flower trains; each node runs DP-SGD on its own rows (federation package)
+         -> each department's node records the approved plan in its own store
+         -> Flower trains; each node checks every message against that approval and runs
+            DP-SGD on its own rows (federation package)
          -> the ledger commits the reservations with the SHA-256 of the released model
          -> the firm gets the weights and the model card; the log holds every step
 
 Node ids are dataset names: each department node trains on its own dataset of the catalog.
 Features are encoded with public metadata only (bounds and categories of the manifest).
+
+On the node, a dataset becomes training rows as follows (:class:`CatalogLoader`):
+
+* one row per person: when the manifest's privacy unit allows several rows per person
+  (``max_rows > 1``), the node keeps one of them, chosen by a keyed hash, so that DP-SGD's
+  per-row guarantee is a per-person guarantee (and the DP counts have sensitivity one person);
+* train/test split by a keyed hash: each row (or each person, when the manifest names an
+  identifier) goes to the test side iff ``HMAC-SHA256(node secret, identifier or row
+  content)`` falls below the test fraction, so a row's side depends on that row alone and
+  removing one row moves no other row.
+
+A failed job is refunded only when every node confirms that nothing left it under the job
+(its step, row-count and evaluation tallies for the grant are unchanged); otherwise the
+reservation is committed (charged) and the failure logged as the release.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
-from federation.errors import BudgetExceededError, InvalidJobError
 from federation.job import JobSpec
 from federation.loader import NodeData
+from federation.node_store import Approval, NodeStore, Usage, node_state_dir, plan_approvals
 from federation.result import TrainingResult
 from federation.simulation import run_simulation
 from policies.authority import Authority
 from policies.grants import Action, ColumnUse
 from policies.ledger import Reservation
 from policies.requests import ColumnRef, Request
-from sandbox.catalog import Catalog, ColumnSpec, load_catalog, load_frame
+from sandbox.catalog import Catalog, ColumnSpec, Manifest, load_catalog, load_frame
+from sandbox.engine import check_dataset_delta
 from sandbox.errors import SandboxError
 from sandbox.service import Denied, granted_group_size
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingError(SandboxError):
@@ -61,34 +83,117 @@ def encode_column(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
     return (x / span).astype(np.float32)
 
 
+def _unit(secret: bytes, purpose: bytes, key: bytes) -> float:
+    """HMAC-SHA256 of ``key`` under the node's secret, as a number in [0, 1)."""
+    mac = hmac.new(secret, purpose + b"\0" + key, hashlib.sha256).digest()
+    return int.from_bytes(mac[:8], "big") / 2**64
+
+
+def _row_keys(frame: pl.DataFrame) -> list[bytes]:
+    """Each row's canonical content (column names and values as JSON)."""
+    names = frame.columns
+    return [
+        json.dumps(dict(zip(names, row, strict=True)), sort_keys=True, default=str).encode()
+        for row in frame.iter_rows()
+    ]
+
+
+def person_rows(manifest: Manifest, secret: bytes) -> pl.DataFrame:
+    """The dataset's rows as the node trains on them: at most one row per person.
+
+    With an identifier column (``privacy_unit.id_column``) the identifier is kept (it keys the
+    split) and, when a person may have several rows, the one whose keyed hash of its content
+    is smallest is kept: deterministic for a node, unpredictable without its secret, and
+    independent of the other persons' rows.
+    """
+    unit = manifest.privacy_unit.id_column
+    if unit is not None:
+        # Keep the identifier through loading: it keys the selection and the split.
+        columns = tuple(
+            c.model_copy(update={"role": "attribute"}) if c.name == unit else c
+            for c in manifest.columns
+        )
+        manifest = manifest.model_copy(update={"columns": columns})
+    frame = load_frame(manifest)
+    if unit is not None and manifest.privacy_unit.max_rows > 1 and frame.height:
+        rank = [_unit(secret, b"person-row", k) for k in _row_keys(frame)]
+        frame = (
+            frame.with_columns(pl.Series("__rank", rank, dtype=pl.Float64))
+            .with_row_index("__order")
+            .filter(pl.col("__rank") == pl.col("__rank").min().over(unit))
+            .unique(subset=[unit], keep="first", maintain_order=True)
+            .sort("__order")
+            .drop("__rank", "__order")
+        )
+    return frame
+
+
+def held_out(
+    frame: pl.DataFrame, secret: bytes, test_fraction: float, unit: str | None
+) -> np.ndarray:
+    """Boolean mask: True for rows held out for testing, by a keyed hash of each row's
+    identifier (all rows of a person on one side) or, without one, of its content."""
+    if unit is not None:
+        keys = [json.dumps(v, default=str).encode() for v in frame[unit].to_list()]
+    else:
+        keys = _row_keys(frame)
+    return np.array([_unit(secret, b"split", k) < test_fraction for k in keys], dtype=bool)
+
+
 @dataclass(frozen=True)
 class CatalogLoader:
     """A node's loader: reads its own dataset from the catalog, runs on the node only.
 
-    Picklable (it holds a path and names), so the simulation ships it to each node's worker.
+    Picklable (it holds paths and names), so the simulation ships it to each node's worker.
+    ``node_state`` is the root of the nodes' state directories; each node's secret
+    (``<node_state>/<dataset>/secret.key``) keys its row selection and its train/test split.
     """
 
     catalog_root: str
     features: tuple[str, ...]
     label: str
+    node_state: str
     test_fraction: float = 0.2
-    seed: int = 0
+
+    def frame(self, node_id: str) -> pl.DataFrame:
+        """The node's rows, one per person (see :func:`person_rows`)."""
+        manifest = load_catalog(self.catalog_root)[node_id]
+        return person_rows(manifest, self._secret(node_id))
+
+    def _secret(self, node_id: str) -> bytes:
+        return NodeStore(node_state_dir(self.node_state, node_id)).secret()
 
     def __call__(self, node_id: str) -> NodeData:
         manifest = load_catalog(self.catalog_root)[node_id]
-        frame = load_frame(manifest)
+        check_trainable(manifest, self.features, self.label)
+        secret = self._secret(node_id)
+        frame = person_rows(manifest, secret)
         columns = [encode_column(manifest.column(f), frame[f].to_numpy()) for f in self.features]
         X = np.column_stack(columns).astype(np.float32)
         y = frame[self.label].to_numpy().astype(np.float32)
-        order = np.random.default_rng(self.seed).permutation(len(y))
-        cut = int(len(y) * (1 - self.test_fraction))
-        train, test = order[:cut], order[cut:]
+        test = held_out(frame, secret, self.test_fraction, manifest.privacy_unit.id_column)
         categorical = {
             f: len(manifest.column(f).categories or ())
             for f in self.features
             if manifest.column(f).categories is not None
         }
-        return NodeData(X[train], y[train], X[test], y[test], self.features, categorical)
+        return NodeData(X[~test], y[~test], X[test], y[test], self.features, categorical)
+
+
+def check_trainable(manifest: Manifest, features: tuple[str, ...], label: str) -> None:
+    """Refuse a job whose features or label are not attribute columns of the manifest."""
+    for name in (*features, label):
+        try:
+            column = manifest.column(name)
+        except KeyError:
+            raise TrainingError(
+                f"{manifest.name!r} has no column {name!r}; see its manifest in the catalog"
+            ) from None
+        if column.role == "identifier":
+            raise TrainingError(
+                f"column {name!r} of {manifest.name!r} is an identifier; it can never be a "
+                "feature or label"
+            )
 
 
 def categorical_sizes(catalog: Catalog, dataset: str, features: tuple[str, ...]) -> dict[str, int]:
@@ -123,11 +228,22 @@ def model_digest(weights: dict[str, np.ndarray] | None) -> str:
 
 
 class TrainingService:
-    """Runs training jobs over a catalog under the policy authority."""
+    """Runs training jobs over a catalog under the policy authority.
 
-    def __init__(self, catalog: Catalog, authority: Authority):
+    ``node_state`` is the root of the department nodes' own state directories (one per
+    dataset: approvals, tallies, secret). In this embedded setting the service writes each
+    node's approval there after the authority's decision, acting for the department; it
+    defaults to ``<authority state dir>-nodes``, beside (never inside) the hub's state.
+    """
+
+    def __init__(self, catalog: Catalog, authority: Authority, node_state: Path | None = None):
         self.catalog = catalog
         self.authority = authority
+        state = Path(authority.state_dir)
+        self.node_state = Path(node_state) if node_state else state.with_name(state.name + "-nodes")
+
+    def _store(self, dataset: str) -> NodeStore:
+        return NodeStore(node_state_dir(self.node_state, dataset))
 
     def train(
         self,
@@ -137,7 +253,12 @@ class TrainingService:
         backend_config: dict[str, Any] | None = None,
     ) -> GovernedModel:
         for node in spec.nodes:
-            self.catalog[node]  # unknown datasets fail here, before any decision
+            # Unknown datasets or columns, and a delta the dataset does not allow (below
+            # 1/row_bound and at most max_delta: public metadata, so a refusal reveals nothing
+            # about the rows), fail here, before any decision or spend.
+            manifest = self.catalog[node]
+            check_trainable(manifest, tuple(spec.features), spec.label)
+            check_dataset_delta(manifest, spec.target_delta)
         from federation.accounting import predict_cost
 
         predicted = predict_cost(spec)
@@ -157,6 +278,7 @@ class TrainingService:
                 delta=cost.delta,
                 min_group_size=granted_group_size(self.authority, firm, node),
                 model=spec.model,
+                plan_digest=spec.config_hash(),
             )
             decision = self.authority.decide(request)
             if not decision.permit:
@@ -170,17 +292,37 @@ class TrainingService:
             for reservation in reservations:
                 self.authority.refund(reservation)
             raise
-        loader = CatalogLoader(
-            str(self.catalog.root), tuple(spec.features), spec.label, seed=spec.seed
-        )
+        grants = {r.dataset: r.grant_id for r in reservations}
+        before = {
+            r.dataset: self._store(r.dataset).usage(r.grant_id, r.dataset) for r in reservations
+        }
         try:
-            result = run_simulation(spec, loader, budget=predicted, backend_config=backend_config)
-        except (InvalidJobError, BudgetExceededError):
-            # Refused before any node trained (the job was checked again): nothing left a node.
+            # The department side records what the authority approved; nodes run nothing else.
+            approvals = plan_approvals(spec, grants)
+            for node, approval in approvals.items():
+                self._store(node).approve(approval)
+        except BaseException:
             for reservation in reservations:
                 self.authority.refund(reservation)
             raise
-        # Any other failure leaves the reservations charged: updates may have left the nodes.
+        loader = CatalogLoader(
+            str(self.catalog.root), tuple(spec.features), spec.label, str(self.node_state)
+        )
+        try:
+            result = run_simulation(
+                spec,
+                loader,
+                budget=predicted,
+                backend_config=backend_config,
+                node_state=self.node_state,
+                grants=grants,
+            )
+        except BaseException as exc:
+            self._settle_failure(spec, reservations, approvals, before, type(exc).__name__)
+            raise
+        if result.status != "completed":
+            self._settle_failure(spec, reservations, approvals, before, "aborted")
+            return GovernedModel(result, model_digest(None), {})
         digest = model_digest(result.weights)
         card = json.loads(result.model_card.to_json()) if result.model_card is not None else {}
         released = json.dumps(
@@ -191,6 +333,42 @@ class TrainingService:
         ).encode()
         indexes = {r.dataset: self.authority.commit(r, released) for r in reservations}
         return GovernedModel(result, digest, indexes)
+
+    def _settle_failure(
+        self,
+        spec: JobSpec,
+        reservations: list[Reservation],
+        approvals: dict[str, Approval],
+        before: dict[str, Usage],
+        reason: str,
+    ) -> None:
+        """After a job that did not complete: refund a dataset's reservation only if its node
+        confirms nothing left it under the grant (tallies unchanged, approval withdrawn);
+        otherwise charge it for good, logging the failure as what was released."""
+        for reservation in reservations:
+            node, store = reservation.dataset, self._store(reservation.dataset)
+            after = store.usage(reservation.grant_id, node)
+            if after == before[node] and store.withdraw(approvals[node]):
+                self.authority.refund(reservation)
+                continue
+            released = json.dumps(
+                {
+                    "status": "failed",
+                    "reason": reason,
+                    "config_hash": spec.config_hash(),
+                    "node_steps": after.steps - before[node].steps,
+                    "model_sha256": None,
+                },
+                sort_keys=True,
+            ).encode()
+            self.authority.commit(reservation, released)
+            logger.warning(
+                "training job %s failed (%s) after node %s released DP output; its "
+                "reservation stays charged",
+                spec.config_hash()[:16],
+                reason,
+                node,
+            )
 
 
 def save_model(model: GovernedModel, out: Path) -> Path:
