@@ -4,28 +4,41 @@ regulators' transparency log. Imports nothing else of this project.
 Start with :class:`policies.Authority`; see ``docs/policies.md``.
 """
 
-from policies.authority import Authority, release_digest
+from policies.authority import Authority, default_keys_dir, release_digest
 from policies.composition import Loss, compose, zcdp_to_epsilon
-from policies.datasets import DataLevel, DatasetPolicy
+from policies.datasets import DataLevel, DatasetPolicy, load_dataset_policy_file
 from policies.engine import Decision, Obligations, PolicyEngine, Reason
 from policies.errors import (
     BudgetExceededError,
+    DecisionError,
+    GrantRevokedError,
     InvalidRequestError,
     KeyFileError,
+    LedgerMismatchError,
     LogIntegrityError,
     PolicyError,
+    PrivacyParameterError,
     ReservationStateError,
+    StateError,
     UnknownGrantError,
 )
-from policies.grants import Action, ColumnRule, ColumnUse, DatasetTerms, Grant
-from policies.ledger import AccountStatus, BudgetLedger, Remaining, Reservation, ReservationState
+from policies.grants import Action, ColumnRule, ColumnUse, DatasetTerms, Grant, load_grant_file
+from policies.ledger import (
+    AccountKey,
+    AccountStatus,
+    BudgetLedger,
+    Remaining,
+    Reservation,
+    ReservationState,
+)
 from policies.log import TransparencyLog
-from policies.registry import Registry
+from policies.registry import Registry, UnreadableDataset, UnreadableGrant
 from policies.requests import ColumnRef, Request
 from policies.treehead import SignedTreeHead
 from policies.verify import VerificationError, VerifiedLog, verify_export
 
 __all__ = [
+    "AccountKey",
     "AccountStatus",
     "Action",
     "Authority",
@@ -38,14 +51,18 @@ __all__ = [
     "DatasetPolicy",
     "DatasetTerms",
     "Decision",
+    "DecisionError",
+    "GrantRevokedError",
     "Grant",
     "InvalidRequestError",
     "KeyFileError",
+    "LedgerMismatchError",
     "LogIntegrityError",
     "Loss",
     "Obligations",
     "PolicyEngine",
     "PolicyError",
+    "PrivacyParameterError",
     "Reason",
     "Registry",
     "Remaining",
@@ -54,11 +71,17 @@ __all__ = [
     "ReservationState",
     "ReservationStateError",
     "SignedTreeHead",
+    "StateError",
     "TransparencyLog",
     "UnknownGrantError",
+    "UnreadableDataset",
+    "UnreadableGrant",
     "VerificationError",
     "VerifiedLog",
     "compose",
+    "default_keys_dir",
+    "load_dataset_policy_file",
+    "load_grant_file",
     "release_digest",
     "verify_export",
     "zcdp_to_epsilon",

@@ -1,35 +1,83 @@
 """The policy authority: one object that grants, decides, charges and records every use.
 
 This is the facade the query service and training jobs call. Each call writes its entry to
-the transparency log, so the log holds every grant change, request, decision, reservation,
-release (with the SHA-256 of what was released) and refund.
+the transparency log in the same SQLite transaction as the change it records, so the log
+holds every grant change, request, decision, reservation, release (with the SHA-256 of what
+was released), withheld result and refund, and a crash can never separate a budget change
+from its entry.
+
+A permit is issued with an unguessable ``decision_id`` recorded in the store; ``reserve``
+looks it up, uses the stored obligations (never the caller's object), and consumes it. A
+revocation wins: ``reserve`` and ``commit`` check the grant inside their own transaction.
 
 >>> import tempfile, pathlib
->>> authority = Authority(pathlib.Path(tempfile.mkdtemp()))
+>>> authority = Authority(pathlib.Path(tempfile.mkdtemp()) / "state")
 >>> authority.log.search(kind="policy")[0]["kind"]
 'policy'
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
 from policies.datasets import DatasetPolicy
+from policies.db import Database, private_dir
 from policies.engine import Decision, PolicyEngine
-from policies.errors import BudgetExceededError, InvalidRequestError
+from policies.errors import (
+    BudgetExceededError,
+    DecisionError,
+    GrantRevokedError,
+    InvalidRequestError,
+    KeyFileError,
+    LedgerMismatchError,
+    ReservationStateError,
+    StateError,
+)
 from policies.grants import Grant
-from policies.keys import load_or_create_signing_key
-from policies.ledger import BudgetLedger, Remaining, Reservation, dataset_account, grant_account
+from policies.keys import load_signing_key
+from policies.ledger import (
+    BudgetLedger,
+    Remaining,
+    Reservation,
+    ReservationState,
+    check_digest,
+    dataset_account,
+    grant_account,
+    loss_units,
+)
 from policies.log import TransparencyLog
-from policies.registry import Registry
+from policies.parsing import describe
+from policies.registry import Registry, UnreadableGrant
+from policies.replay import LEDGER_KINDS, replay
 from policies.requests import Request
 from policies.treehead import SignedTreeHead
+
+#: The one database of a state directory: registry, ledger, decisions and log.
+DB_FILE = "state.db"
+_LEGACY_FILES = ("grants.db", "ledger.db", "log.db")
+
+_DECISIONS = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, firm TEXT NOT NULL, grant_id TEXT NOT NULL,
+    dataset TEXT NOT NULL, eps INTEGER NOT NULL, delta INTEGER NOT NULL, rho INTEGER,
+    plan_digest TEXT, request_digest TEXT NOT NULL, issued_ms INTEGER NOT NULL,
+    log_index INTEGER NOT NULL, used_ms INTEGER, reservation_id TEXT)
+"""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def release_digest(released: bytes) -> str:
@@ -37,169 +85,462 @@ def release_digest(released: bytes) -> str:
     return hashlib.sha256(released).hexdigest()
 
 
+def decision_ref(decision_id: str) -> str:
+    """What the log records of a decision id: its SHA-256 (the id itself stays secret)."""
+    return hashlib.sha256(decision_id.encode()).hexdigest()
+
+
+def default_keys_dir(state_dir: Path) -> Path:
+    """Where the signing key lives by default: ``<state_dir>-keys`` beside the state directory."""
+    state_dir = Path(state_dir)
+    return state_dir.parent / f"{state_dir.name}-keys"
+
+
+def ledger_differences(db: Database, limit: int = 5) -> list[str]:
+    """How the stored ledger differs from what the log implies (empty if it does not).
+
+    Reads every ledger entry of the log in one snapshot with the ledger tables; an
+    impossible sequence of entries is reported as a difference too.
+    """
+    conn = db.conn()
+    conn.execute("BEGIN")  # one snapshot for both sides
+    try:
+        marks = ",".join("?" * len(LEDGER_KINDS))
+        rows = conn.execute(
+            f"SELECT data FROM entries WHERE kind IN ({marks}) ORDER BY idx", LEDGER_KINDS
+        )
+        try:
+            expected = replay(json.loads(data) for (data,) in rows)
+        except LedgerMismatchError as exc:
+            return [str(exc)]
+        except ValueError:
+            return ["a ledger entry of the log is not JSON"]
+        stored = BudgetLedger.read_snapshot(conn)
+    finally:
+        conn.execute("COMMIT")
+    return expected.differences(stored, limit)
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Report SQLite and validation failures as the policies' own errors."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"the state database failed ({type(exc).__name__}: {exc}); check the disk, the "
+                "file permissions and that the state directory was not modified by hand"
+            ) from None
+        except ValidationError as exc:
+            raise InvalidRequestError(describe(exc, "input")) from None
+
+    return call
+
+
 class Authority:
     """Grants, the engine, the ledger and the log over one state directory.
 
-    Files: ``grants.db``, ``ledger.db``, ``log.db`` and ``keys/`` (Ed25519 signing key).
+    ``state_dir`` holds ``state.db`` (registry, ledger, decisions and log in one SQLite
+    file). The Ed25519 signing key lives apart, in ``keys_dir`` (default
+    ``<state_dir>-keys``); it is created only together with a new, empty log.
+    ``verify_ledger`` checks at start-up that the ledger is what the log implies.
     """
 
-    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    @_guarded
+    def __init__(
+        self,
+        state_dir: Path,
+        clock: Callable[[], float] = time.time,
+        keys_dir: Path | None = None,
+        verify_ledger: bool = True,
+    ) -> None:
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        key = load_or_create_signing_key(self.state_dir / "keys")
+        self.keys_dir = Path(keys_dir) if keys_dir is not None else default_keys_dir(state_dir)
+        state_abs, keys_abs = self.state_dir.resolve(), self.keys_dir.resolve()
+        if keys_abs == state_abs or state_abs in keys_abs.parents:
+            raise KeyFileError(
+                f"the keys directory {self.keys_dir} must not be inside the state directory "
+                f"{self.state_dir}; keep the signing key apart from the databases"
+            )
+        private_dir(self.state_dir)
+        db_path = self.state_dir / DB_FILE
+        legacy = [name for name in _LEGACY_FILES if (self.state_dir / name).exists()]
+        if legacy and not db_path.exists():
+            raise StateError(
+                f"{self.state_dir} holds the old separate databases ({', '.join(legacy)}); "
+                f"this version keeps all state in one {DB_FILE}: start from a new state directory"
+            )
+        self.db = Database(db_path)
+        self.registry = Registry(self.db)
+        self.ledger = BudgetLedger(self.db)
+        self.db.script(_DECISIONS)
+        self.log = TransparencyLog(self.db, None, clock)
+        key = load_signing_key(self.keys_dir, create=self.log.size == 0)
+        self.log._key = key
         self.public_key: Ed25519PublicKey = key.public_key()
-        self.registry = Registry(self.state_dir / "grants.db")
-        self.ledger = BudgetLedger(self.state_dir / "ledger.db")
-        self.log = TransparencyLog(self.state_dir / "log.db", key, clock)
+        self._clock = clock
         self.engine = PolicyEngine(self.registry, self.ledger, clock=clock)
         self._record_policy()
+        if verify_ledger:
+            self.verify_ledger()
 
     def _record_policy(self) -> None:
         """Log the Cedar rules whenever they differ from the last ones logged."""
-        logged = self.log.search(kind="policy", limit=1, newest_first=True)
-        if not logged or logged[0]["digest"] != self.engine.policy_digest:
-            self.log.append(
-                "policy", {"digest": self.engine.policy_digest, "rules": self.engine.rules}
+        digest = self.engine.policy_digest
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT data FROM entries WHERE kind = 'policy' ORDER BY idx DESC LIMIT 1"
+            ).fetchone()
+            if row is None or json.loads(row[0]).get("digest") != digest:
+                self.log.append_in(
+                    conn, [("policy", {"digest": digest, "rules": self.engine.rules})]
+                )
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- the ledger against the log -------------------------------------------------------
+
+    @_guarded
+    def verify_ledger(self) -> None:
+        """Raise :class:`LedgerMismatchError` unless the ledger is exactly what the log implies.
+
+        Reads every ledger entry of the log (kinds ``grant``, ``dataset``, ``reservation``,
+        ``release``, ``withheld``, ``refund``): the time grows with the log.
+        """
+        differences = ledger_differences(self.db)
+        if differences:
+            raise LedgerMismatchError(
+                "the budget ledger does not match the transparency log (it was reset or edited "
+                f"outside the authority): {differences[0]}; restore {DB_FILE} from a backup "
+                "and run `sandbox audit check`"
             )
 
     # -- datasets and grants --------------------------------------------------------------
 
+    @_guarded
     def register_dataset(self, policy: DatasetPolicy) -> DatasetPolicy:
         """Register (or update) a dataset's classification, identity columns and budget cap."""
-        stored = self.registry.put_dataset(policy)
-        self.ledger.open_account(
-            dataset_account(stored.dataset_id), stored.epsilon_cap, stored.delta_cap
-        )
-        self.log.append(
-            "dataset", {"dataset": stored.dataset_id, "policy": stored.model_dump(mode="json")}
-        )
-        return stored
-
-    def create_grant(self, grant: Grant) -> Grant:
-        """Store a new grant, open its budget accounts and log it."""
-        for name in grant.datasets:
-            self.registry.dataset(name)  # raises if a dataset is not registered
-        stored = self.registry.create_grant(grant)
-        for name, terms in stored.datasets.items():
-            self.ledger.open_account(
-                grant_account(stored.grant_id, name), terms.epsilon, terms.delta
+        if not isinstance(policy, DatasetPolicy):
+            policy = DatasetPolicy.parse(policy)
+        with self.db.transaction() as conn:
+            stored = self.registry.put_dataset(policy, conn)
+            cap = self.ledger.open_account(
+                dataset_account(stored.dataset_id), stored.epsilon_cap, stored.delta_cap, conn
             )
-        self.log.append(
-            "grant",
-            {
-                "grant_id": stored.grant_id,
-                "firm": stored.firm,
-                "grant": stored.model_dump(mode="json"),
-            },
-        )
+            self.log.append_in(
+                conn,
+                [
+                    (
+                        "dataset",
+                        {
+                            "dataset": stored.dataset_id,
+                            "policy": stored.model_dump(mode="json"),
+                            "cap": list(cap),
+                        },
+                    )
+                ],
+            )
         return stored
 
-    def revoke_grant(self, grant_id: str, revoked_by: str, reason: str) -> Grant:
-        """Revoke a grant (a new version, and a log entry); later requests under it are denied."""
-        stored = self.registry.revoke_grant(grant_id, revoked_by, reason)
-        self.log.append(
-            "revocation",
-            {
-                "grant_id": grant_id,
-                "firm": stored.firm,
-                "version": stored.version,
-                "revoked_by": revoked_by,
-                "reason": reason,
-            },
-        )
+    @_guarded
+    def create_grant(self, grant: Grant) -> Grant:
+        """Store a new grant, open its budget accounts and log it (one transaction)."""
+        if not isinstance(grant, Grant):
+            grant = Grant.parse(grant)
+        with self.db.transaction() as conn:
+            for name in grant.datasets:
+                self.registry.dataset(name, conn)  # raises if a dataset is not registered
+            stored = self.registry.create_grant(grant, conn)
+            caps = {
+                name: list(
+                    self.ledger.open_account(
+                        grant_account(stored.grant_id, name), terms.epsilon, terms.delta, conn
+                    )
+                )
+                for name, terms in stored.datasets.items()
+            }
+            self.log.append_in(
+                conn,
+                [
+                    (
+                        "grant",
+                        {
+                            "grant_id": stored.grant_id,
+                            "firm": stored.firm,
+                            "grant": stored.model_dump(mode="json"),
+                            "caps": caps,
+                        },
+                    )
+                ],
+            )
         return stored
+
+    @_guarded
+    def revoke_grant(self, grant_id: str, revoked_by: str, reason: str) -> Grant | UnreadableGrant:
+        """Revoke a grant (a new version, and a log entry); later uses under it are denied,
+        reservations and releases of decisions taken before are refused.
+
+        A grant whose stored version cannot be read is revoked too.
+        """
+        with self.db.transaction() as conn:
+            stored = self.registry.revoke_grant(grant_id, revoked_by, reason, conn)
+            self.log.append_in(
+                conn,
+                [
+                    (
+                        "revocation",
+                        {
+                            "grant_id": grant_id,
+                            "firm": stored.firm,
+                            "version": stored.version,
+                            "revoked_by": revoked_by,
+                            "reason": reason,
+                        },
+                    )
+                ],
+            )
+        return stored
+
+    def _grant_problem(self, conn: sqlite3.Connection, grant_id: str) -> str | None:
+        """Why the grant may no longer be used (read inside the caller's transaction)."""
+        try:
+            grant = self.registry.grant_record(grant_id, conn)
+        except InvalidRequestError as exc:
+            return str(exc)
+        if isinstance(grant, UnreadableGrant):
+            if grant.revoked:
+                return f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
+            return f"grant {grant_id} cannot be read ({grant.problem})"
+        if grant.revoked:
+            return f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
+        return None
 
     # -- uses -----------------------------------------------------------------------------
 
+    @_guarded
     def decide(self, request: Request) -> Decision:
-        """Decide a request and log the request and the decision (one durable write)."""
-        decision = replace(self.engine.decide(request), request_digest=request.digest())
-        common = {
-            "firm": request.firm,
-            "dataset": request.dataset,
-            "request_digest": decision.request_digest,
-        }
-        _, index = self.log.append_many(
-            [
-                ("request", {**common, "request": request.model_dump(mode="json")}),
-                ("decision", {**common, **decision.to_json()}),
-            ]
-        )
-        return replace(decision, log_index=index)
+        """Decide a request and log the request and the decision (one durable write).
 
-    def reserve(self, decision: Decision) -> Reservation:
-        """Reserve the permitted loss on the grant's and the dataset's accounts, and log it."""
-        if not decision.permit or decision.obligations is None:
-            raise InvalidRequestError("only a permit can be reserved; this decision is a deny")
+        A permit is recorded with a new, unguessable ``decision_id``: the only way to
+        reserve its budget, once.
+        """
+        if not isinstance(request, Request):
+            request = Request.parse(request)
+        digest = request.digest()
+        decision = replace(self.engine.decide(request), request_digest=digest)
         ob = decision.obligations
-        fields = {"firm": ob.firm, "dataset": ob.dataset, "grant_id": ob.grant_id}
-        try:
-            reservation = self.ledger.reserve(ob.grant_id, ob.dataset, ob.firm, ob.loss)
-        except BudgetExceededError as exc:
-            self.log.append("reservation", {**fields, "status": "refused", "reason": str(exc)})
-            raise
-        self.log.append(
-            "reservation",
-            {
-                **fields,
-                "status": "reserved",
-                "reservation_id": reservation.reservation_id,
-                "epsilon": reservation.epsilon,
-                "delta": reservation.delta,
-                "rho": reservation.rho,
-                "request_digest": decision.request_digest,
-            },
-        )
+        decision_id = None
+        common = {"firm": request.firm, "dataset": request.dataset, "request_digest": digest}
+        decision_fields = {**common, **decision.to_json()}
+        if decision.permit and ob is not None:
+            units = loss_units(ob.loss)
+            decision_id = secrets.token_hex(16)
+            decision_fields["decision_ref"] = decision_ref(decision_id)
+        with self.db.transaction() as conn:
+            _, index = self.log.append_in(
+                conn,
+                [
+                    ("request", {**common, "request": request.model_dump(mode="json")}),
+                    ("decision", decision_fields),
+                ],
+            )
+            if decision_id is not None and ob is not None:
+                conn.execute(
+                    "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                    (
+                        decision_id,
+                        ob.firm,
+                        ob.grant_id,
+                        ob.dataset,
+                        *units,
+                        ob.plan_digest,
+                        digest,
+                        self._now_ms(),
+                        index,
+                    ),
+                )
+        return replace(decision, log_index=index, decision_id=decision_id)
+
+    @_guarded
+    def reserve(self, decision: Decision) -> Reservation:
+        """Reserve the loss of a permit issued by :meth:`decide`, once, and log it.
+
+        The decision is looked up by its id; the firm, grant, dataset and loss charged are
+        the ones stored when it was issued. Raises :class:`DecisionError` for a decision not
+        issued here or already used, :class:`GrantRevokedError` if the grant was revoked
+        since, :class:`BudgetExceededError` if the budget no longer allows it (both logged,
+        nothing charged).
+        """
+        if not isinstance(decision, Decision) or not decision.permit:
+            raise InvalidRequestError("only a permit can be reserved; this decision is a deny")
+        if not isinstance(decision.decision_id, str) or not decision.decision_id:
+            raise DecisionError(
+                "this decision was not issued by the authority (it has no decision id); "
+                "call Authority.decide and reserve what it returns"
+            )
+        error: Exception | None = None
+        reservation = None
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT firm, grant_id, dataset, eps, delta, rho, plan_digest, request_digest, "
+                "used_ms, reservation_id FROM decisions WHERE decision_id = ?",
+                (decision.decision_id,),
+            ).fetchone()
+            if row is None:
+                raise DecisionError(
+                    "this decision was not issued by the authority; call Authority.decide and "
+                    "reserve what it returns"
+                )
+            firm, grant_id, dataset, eps, delta, rho, plan, request_digest, used, prior = row
+            if used is not None:
+                raise DecisionError(
+                    f"this decision was already used (reservation {prior}); a decision is "
+                    "good for one reservation: decide again"
+                )
+            fields: dict[str, Any] = {
+                "firm": firm,
+                "dataset": dataset,
+                "grant_id": grant_id,
+                "decision_ref": decision_ref(decision.decision_id),
+                "request_digest": request_digest,
+                "plan_digest": plan,
+            }
+            problem = self._grant_problem(conn, grant_id)
+            if problem is None:
+                try:
+                    reservation = self.ledger.reserve_units(
+                        conn, grant_id, dataset, firm, (eps, delta, rho)
+                    )
+                except BudgetExceededError as exc:
+                    error = exc
+                    fields.update(status="refused", reason=str(exc))
+            else:
+                error = GrantRevokedError(f"{problem}; nothing was reserved")
+                fields.update(status="refused", reason=problem)
+            if reservation is not None:
+                fields.update(
+                    status="reserved",
+                    reservation_id=reservation.reservation_id,
+                    epsilon=reservation.epsilon,
+                    delta=reservation.delta,
+                    rho=reservation.rho,
+                    units={"epsilon": eps, "delta": delta, "rho": rho},
+                )
+            conn.execute(
+                "UPDATE decisions SET used_ms = ?, reservation_id = ? WHERE decision_id = ?",
+                (
+                    self._now_ms(),
+                    None if reservation is None else reservation.reservation_id,
+                    decision.decision_id,
+                ),
+            )
+            self.log.append_in(conn, [("reservation", fields)])
+        if error is not None:
+            raise error
+        assert reservation is not None
         return reservation
 
+    @_guarded
     def commit(self, reservation: Reservation, released: bytes) -> int:
         """Charge the reservation for good and log the release with its digest; return the index.
 
-        Call this before handing ``released`` to the firm.
+        Call this before handing ``released`` to the firm. If the grant was revoked since the
+        decision, nothing may be released: the reservation stays charged (the mechanism may
+        have run), a ``withheld`` entry is logged, and :class:`GrantRevokedError` is raised.
         """
-        digest = release_digest(released)
-        done = self.ledger.commit(reservation.reservation_id, digest)
-        return self.log.append(
-            "release",
-            {
-                "firm": done.firm,
-                "dataset": done.dataset,
-                "grant_id": done.grant_id,
-                "reservation_id": done.reservation_id,
-                "release_sha256": digest,
-                "epsilon": done.epsilon,
-                "delta": done.delta,
-                "rho": done.rho,
-            },
-        )
+        if not isinstance(released, bytes | bytearray):
+            raise InvalidRequestError("released must be the bytes handed to the firm")
+        digest = check_digest(release_digest(bytes(released)))
+        rid = _reservation_id(reservation)
+        error: Exception | None = None
+        with self.db.transaction() as conn:
+            current = self.ledger.reservation(rid, conn)
+            if current.state != ReservationState.RESERVED:
+                raise ReservationStateError(
+                    f"reservation {rid} is already {current.state}; it cannot be released"
+                )
+            fields: dict[str, Any] = {
+                "firm": current.firm,
+                "dataset": current.dataset,
+                "grant_id": current.grant_id,
+                "reservation_id": rid,
+                "epsilon": current.epsilon,
+                "delta": current.delta,
+                "rho": current.rho,
+            }
+            problem = self._grant_problem(conn, current.grant_id)
+            if problem is None:
+                self.ledger.resolve(conn, rid, ReservationState.COMMITTED, digest)
+                (index,) = self.log.append_in(
+                    conn, [("release", {**fields, "release_sha256": digest})]
+                )
+            else:
+                self.ledger.resolve(conn, rid, ReservationState.WITHHELD)
+                (index,) = self.log.append_in(
+                    conn, [("withheld", {**fields, "reason": problem, "result_sha256": digest})]
+                )
+                error = GrantRevokedError(
+                    f"{problem}; the result must not be handed out (its budget stays charged)"
+                )
+        if error is not None:
+            raise error
+        return index
 
+    @_guarded
     def refund(self, reservation: Reservation) -> int:
         """Give the budget back (only if nothing was released) and log it; return the index."""
-        done = self.ledger.refund(reservation.reservation_id)
-        return self.log.append(
-            "refund",
-            {
-                "firm": done.firm,
-                "dataset": done.dataset,
-                "grant_id": done.grant_id,
-                "reservation_id": done.reservation_id,
-            },
-        )
+        rid = _reservation_id(reservation)
+        with self.db.transaction() as conn:
+            done = self.ledger.refund(rid, conn)
+            (index,) = self.log.append_in(
+                conn,
+                [
+                    (
+                        "refund",
+                        {
+                            "firm": done.firm,
+                            "dataset": done.dataset,
+                            "grant_id": done.grant_id,
+                            "reservation_id": done.reservation_id,
+                        },
+                    )
+                ],
+            )
+        return index
 
+    @_guarded
     def remaining(self, grant_id: str, dataset: str) -> Remaining:
         return self.ledger.remaining(grant_id, dataset)
 
     # -- the record -----------------------------------------------------------------------
 
+    @_guarded
     def tree_head(self) -> SignedTreeHead:
         """Sign and return a tree head for the log as it is now."""
         return self.log.sign_tree_head()
 
+    @_guarded
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         return self.log.inclusion_proof(index, size)
 
+    @_guarded
     def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
         return self.log.consistency_proof(first, second)
 
+    @_guarded
     def export(self, path: Path) -> SignedTreeHead:
-        return self.log.export(path)
+        """Write the log and a fresh signed tree head to ``path`` (mode 0600)."""
+        try:
+            return self.log.export(Path(path))
+        except OSError as exc:
+            raise StateError(f"cannot write the export {path}: {exc.strerror}") from None
+
+
+def _reservation_id(reservation: Reservation) -> str:
+    rid = getattr(reservation, "reservation_id", None)
+    if not isinstance(rid, str) or not rid:
+        raise ReservationStateError("not a reservation returned by Authority.reserve")
+    return rid

@@ -27,6 +27,8 @@ from policies.errors import PrivacyParameterError
 
 #: The smallest epsilon accepted anywhere: one micro-epsilon, the ledger's unit.
 EPSILON_MIN = 1e-6
+#: The smallest zCDP rho accepted: one nano-rho, the ledger's unit.
+RHO_MIN = 1e-9
 
 
 def _number(name: str, value: Any) -> float:
@@ -47,6 +49,16 @@ def check_epsilon(value: Any, name: str = "epsilon") -> float:
             f"got {eps!r}"
         )
     return eps
+
+
+def check_rho(value: Any, name: str = "rho") -> float:
+    """``value`` as a float if it is a finite zCDP rho of at least :data:`RHO_MIN`."""
+    rho = _number(name, value)
+    if rho < RHO_MIN:
+        raise PrivacyParameterError(
+            f"{name} must be at least {RHO_MIN:g} (one nano-rho, the ledger's unit), got {rho!r}"
+        )
+    return rho
 
 
 def delta_limit(rows: int | None = None, max_delta: float | None = None) -> float | None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from policies.bounds import check_delta, check_epsilon
+from policies.parsing import load_document, parse_model
 
 
 class DataLevel(StrEnum):
@@ -30,6 +35,26 @@ class DatasetPolicy(BaseModel):
     identity_columns: frozenset[str] = Field(
         default=frozenset(), description="identity-card numbers and similar: never usable"
     )
-    epsilon_cap: float = Field(gt=0)
-    delta_cap: float = Field(ge=0, lt=1)
+    epsilon_cap: float
+    delta_cap: float
     version: int = 1
+
+    @field_validator("epsilon_cap")
+    @classmethod
+    def _epsilon_cap(cls, value: float) -> float:
+        return check_epsilon(value, "epsilon_cap")
+
+    @field_validator("delta_cap")
+    @classmethod
+    def _delta_cap(cls, value: float) -> float:
+        return check_delta(value, "delta_cap")
+
+    @classmethod
+    def parse(cls, data: Any) -> DatasetPolicy:
+        """A policy from a mapping or JSON text; ``InvalidRequestError`` names the first problem."""
+        return parse_model(cls, data, "dataset policy")
+
+
+def load_dataset_policy_file(path: Path) -> DatasetPolicy:
+    """Read a dataset policy from a YAML or JSON file; ``InvalidRequestError`` on any problem."""
+    return DatasetPolicy.parse(load_document(Path(path), "dataset policy"))

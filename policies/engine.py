@@ -23,9 +23,10 @@ import cedarpy
 
 from policies.composition import Loss
 from policies.datasets import DatasetPolicy
+from policies.errors import PolicyError
 from policies.grants import Action, ColumnUse, Grant
 from policies.ledger import BudgetLedger
-from policies.registry import Registry
+from policies.registry import Registry, UnreadableDataset, UnreadableGrant
 from policies.requests import ColumnRef, Request
 
 RULE_FILES = ("global.cedar", "grants.cedar")
@@ -57,16 +58,22 @@ class Obligations:
     loss: Loss
     columns: tuple[ColumnRef, ...]
     min_group_size: int
+    plan_digest: str | None = None  # a training job's approved plan (SHA-256 of its spec)
 
 
 @dataclass(frozen=True)
 class Decision:
+    """A decision. Only one issued by :meth:`policies.Authority.decide` (it has a
+    ``decision_id`` recorded by the authority) can be reserved, and only once; the
+    reservation uses the obligations the authority stored, not the fields of this object."""
+
     permit: bool
     reasons: tuple[Reason, ...]
     obligations: Obligations | None
     policy_digest: str
     request_digest: str | None = None  # set by the authority when it logs the request
     log_index: int | None = None
+    decision_id: str | None = None  # set by the authority when it issues a permit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +84,7 @@ class Decision:
             "grant_id": self.obligations.grant_id if self.obligations else None,
             "request_digest": self.request_digest,
             "policy_digest": self.policy_digest,
+            "plan_digest": self.obligations.plan_digest if self.obligations else None,
         }
 
 
@@ -195,6 +203,9 @@ class _Snapshot:
     by_firm_dataset: dict[tuple[str, str], tuple[_Candidate, ...]]
     datasets: dict[str, DatasetPolicy]
     entities: cedarpy.Entities
+    bad_grants: dict[str, UnreadableGrant] = field(default_factory=dict)
+    bad_by_firm: dict[str, tuple[UnreadableGrant, ...]] = field(default_factory=dict)
+    bad_datasets: dict[str, UnreadableDataset] = field(default_factory=dict)
 
 
 def _uid(kind: str, ident: str) -> dict[str, dict[str, str]]:
@@ -205,7 +216,7 @@ def _micro(value: float) -> int:
     return math.ceil(value * 1_000_000 - 1e-6)
 
 
-def _entities(grants: list[Grant], datasets: list[DatasetPolicy]) -> cedarpy.Entities:
+def _dataset_items(datasets: list[DatasetPolicy]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for d in datasets:
         items.append(
@@ -222,33 +233,71 @@ def _entities(grants: list[Grant], datasets: list[DatasetPolicy]) -> cedarpy.Ent
                 "parents": [],
             }
         )
+    return items
+
+
+def _grant_item(g: Grant) -> dict[str, Any]:
+    column_uses = sorted(
+        f"{name}/{col}/{use}"
+        for name, terms in g.datasets.items()
+        for col, rule in terms.columns.items()
+        for use in rule.uses
+    )
+    return {
+        "uid": {"type": "Grant", "id": g.grant_id},
+        "attrs": {
+            "firm": _uid("Firm", g.firm),
+            "datasets": [_uid("Dataset", name) for name in sorted(g.datasets)],
+            "purpose": g.purpose,
+            "actions": [_uid("Action", str(a)) for a in sorted(g.actions)],
+            "column_uses": column_uses,
+            "epsilon_per_use_micro": math.floor(g.epsilon_per_use * 1_000_000 + 1e-6),
+            "min_group_size": g.min_group_size,
+            "models": sorted(g.models),
+            "valid_from": int(g.valid_from.timestamp()),
+            "valid_until": int(g.valid_until.timestamp()),
+            "revoked": g.revoked,
+        },
+        "parents": [],
+    }
+
+
+def _entities(
+    grants: list[Grant], datasets: list[DatasetPolicy]
+) -> tuple[cedarpy.Entities, list[UnreadableGrant]]:
+    """The Cedar entity set, and the grants Cedar (or the conversion) could not take.
+
+    One grant Cedar refuses must not stop every decision: if the whole set is refused, each
+    grant is tried on its own and the failing ones are left out (they permit nothing).
+    """
+    base = _dataset_items(datasets)
+    items, bad = [], []
     for g in grants:
-        column_uses = sorted(
-            f"{name}/{col}/{use}"
-            for name, terms in g.datasets.items()
-            for col, rule in terms.columns.items()
-            for use in rule.uses
-        )
-        items.append(
-            {
-                "uid": {"type": "Grant", "id": g.grant_id},
-                "attrs": {
-                    "firm": _uid("Firm", g.firm),
-                    "datasets": [_uid("Dataset", name) for name in sorted(g.datasets)],
-                    "purpose": g.purpose,
-                    "actions": [_uid("Action", str(a)) for a in sorted(g.actions)],
-                    "column_uses": column_uses,
-                    "epsilon_per_use_micro": math.floor(g.epsilon_per_use * 1_000_000 + 1e-6),
-                    "min_group_size": g.min_group_size,
-                    "models": sorted(g.models),
-                    "valid_from": int(g.valid_from.timestamp()),
-                    "valid_until": int(g.valid_until.timestamp()),
-                    "revoked": g.revoked,
-                },
-                "parents": [],
-            }
-        )
-    return cedarpy.Entities.from_json_str(json.dumps(items))
+        try:
+            items.append(_grant_item(g))
+        except (ValueError, OverflowError, TypeError) as exc:
+            bad.append(_unusable(g, type(exc).__name__))
+    try:
+        return cedarpy.Entities.from_json_str(json.dumps(base + items)), bad
+    except Exception:  # noqa: BLE001 - Cedar's own error types; isolate the culprit below
+        pass
+    kept = []
+    for item in items:
+        try:
+            cedarpy.Entities.from_json_str(json.dumps([*base, item]))
+        except Exception:  # noqa: BLE001
+            bad.append(
+                UnreadableGrant(item["uid"]["id"], 0, None, "Cedar refuses this grant's entity")
+            )
+            continue
+        kept.append(item)
+    return cedarpy.Entities.from_json_str(json.dumps(base + kept)), bad
+
+
+def _unusable(g: Grant, problem: str) -> UnreadableGrant:
+    return UnreadableGrant(
+        g.grant_id, g.version, g.firm, f"grant cannot be converted for Cedar ({problem})"
+    )
 
 
 class PolicyEngine:
@@ -283,19 +332,30 @@ class PolicyEngine:
             snap = self._snapshot
             if snap is not None and snap.revision == revision:
                 return snap
-            grants = self.registry.grants()
-            datasets = self.registry.datasets()
+            grants, bad = self.registry.grant_records()
+            datasets, bad_datasets = self.registry.dataset_records()
+            entities, refused = _entities(grants, datasets)
+            bad = bad + refused
+            bad_ids = {b.grant_id for b in bad}
+            grants = [g for g in grants if g.grant_id not in bad_ids]
             candidates = {g.grant_id: _candidate(g) for g in grants}
             index: dict[tuple[str, str], list[_Candidate]] = {}
             for g in grants:
                 for name in g.datasets:
                     index.setdefault((g.firm, name), []).append(candidates[g.grant_id])
+            bad_by_firm: dict[str, list[UnreadableGrant]] = {}
+            for b in bad:
+                if b.firm is not None:
+                    bad_by_firm.setdefault(b.firm, []).append(b)
             snap = _Snapshot(
                 revision,
                 candidates,
                 {key: tuple(found) for key, found in index.items()},
                 {d.dataset_id: d for d in datasets},
-                _entities(grants, datasets),
+                entities,
+                {b.grant_id: b for b in bad},
+                {firm: tuple(found) for firm, found in bad_by_firm.items()},
+                {d.dataset_id: d for d in bad_datasets},
             )
             self._snapshot = snap
             return snap
@@ -310,16 +370,36 @@ class PolicyEngine:
         ds = request.dataset
         dataset = snap.datasets.get(ds)
         if dataset is None:
+            bad_ds = snap.bad_datasets.get(ds)
+            if bad_ds is not None:
+                return deny(
+                    Reason(
+                        "dataset-unreadable",
+                        f"the policy of dataset {ds!r} (v{bad_ds.version}) cannot be read "
+                        f"({bad_ds.problem}); its department must register it again",
+                    )
+                )
             return deny(Reason("dataset-not-registered", f"dataset {ds!r} is not registered"))
         candidates: tuple[_Candidate, ...]
+        unreadable: tuple[Reason, ...] = ()
+        if snap.bad_grants:
+            if request.grant_id is not None:
+                bad_grant = snap.bad_grants.get(request.grant_id)
+                unreadable = () if bad_grant is None else (_unreadable(bad_grant),)
+            else:
+                unreadable = tuple(_unreadable(b) for b in snap.bad_by_firm.get(request.firm, ()))
         if request.grant_id is not None:
             found = snap.grants.get(request.grant_id)
             if found is None:
+                if unreadable:
+                    return deny(*unreadable)
                 return deny(Reason("no-grant", f"there is no grant {request.grant_id!r}"))
             candidates = (found,)
         else:
             candidates = snap.by_firm_dataset.get((request.firm, ds), ())
             if not candidates:
+                if unreadable:
+                    return deny(*unreadable)
                 return deny(
                     Reason("no-grant", f"no grant names firm {request.firm!r} and dataset {ds!r}")
                 )
@@ -370,13 +450,17 @@ class PolicyEngine:
                         grant.grant_id,
                     )
                 )
-        return deny(*reasons)
+        return deny(*reasons, *unreadable)
 
     def _permit(self, request: Request, candidate: _Candidate, codes: tuple[str, ...]) -> Decision:
         grant_id = candidate.grant.grant_id
         loss = Loss(request.epsilon, request.delta, request.rho)
         if self.ledger is not None:
-            short = self.ledger.check(grant_id, request.dataset, loss)
+            try:
+                short = self.ledger.check(grant_id, request.dataset, loss)
+            except PolicyError as exc:  # an unreadable account denies only its own grant
+                reason = Reason("budget-unreadable", str(exc), grant_id)
+                return Decision(False, (reason,), None, self.policy_digest)
             if short is not None:
                 reason = Reason("budget-exhausted", short, grant_id)
                 return Decision(False, (reason,), None, self.policy_digest)
@@ -387,8 +471,24 @@ class PolicyEngine:
             loss,
             request.columns,
             max(request.min_group_size, candidate.grant.min_group_size),
+            request.plan_digest,
         )
         return Decision(True, candidate.reasons(codes), obligations, self.policy_digest)
+
+
+def _unreadable(bad: UnreadableGrant) -> Reason:
+    if bad.revoked:
+        return Reason(
+            "grant-revoked",
+            f"grant {bad.grant_id} was revoked by {bad.revoked_by}: {bad.revoked_reason}",
+            bad.grant_id,
+        )
+    return Reason(
+        "grant-unreadable",
+        f"grant {bad.grant_id} v{bad.version} cannot be used ({bad.problem}); the authority "
+        "must revoke it and issue a new grant",
+        bad.grant_id,
+    )
 
 
 def _explain(code: str, request: Request, grant: Grant, dataset: DatasetPolicy, now: int) -> Reason:

@@ -36,3 +36,19 @@ class KeyFileError(PolicyError):
 
 class PrivacyParameterError(InvalidRequestError):
     """An epsilon or delta is not finite, below the floor, or above what the data allows."""
+
+
+class StateError(PolicyError):
+    """The state directory or its database cannot be read or written."""
+
+
+class LedgerMismatchError(LogIntegrityError):
+    """The budget ledger differs from what the transparency log implies (reset or edited)."""
+
+
+class DecisionError(InvalidRequestError):
+    """A decision was not issued by this authority, or was already used for a reservation."""
+
+
+class GrantRevokedError(PolicyError):
+    """The grant was revoked (or became unusable) after the decision: nothing may be released."""

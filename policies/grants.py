@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policies.bounds import check_delta, check_epsilon
+from policies.parsing import load_document, parse_model
 
 
 class Action(StrEnum):
@@ -54,11 +59,21 @@ class DatasetTerms(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    epsilon: float = Field(gt=0, description="total epsilon this grant may spend here")
-    delta: float = Field(ge=0, lt=1, description="total delta this grant may spend here")
+    epsilon: float = Field(description="total epsilon this grant may spend here")
+    delta: float = Field(description="total delta this grant may spend here")
     columns: dict[str, ColumnRule] = Field(
         description="every column the firm may touch; unlisted columns are never usable"
     )
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, value: float) -> float:
+        return check_epsilon(value)
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, value: float) -> float:
+        return check_delta(value)
 
 
 class Grant(BaseModel):
@@ -84,7 +99,7 @@ class Grant(BaseModel):
     purpose: str = Field(min_length=1)
     legal_basis: str = Field(min_length=1)
     actions: frozenset[Action] = Field(min_length=1)
-    epsilon_per_use: float = Field(gt=0)
+    epsilon_per_use: float
     min_group_size: int = Field(ge=1)
     models: frozenset[str] = frozenset()
     valid_from: datetime
@@ -94,6 +109,11 @@ class Grant(BaseModel):
     revoked: bool = False
     revoked_by: str | None = None
     revoked_reason: str | None = None
+
+    @field_validator("epsilon_per_use")
+    @classmethod
+    def _epsilon_per_use(cls, value: float) -> float:
+        return check_epsilon(value, "epsilon_per_use")
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -115,3 +135,19 @@ class Grant(BaseModel):
                     f"{terms.epsilon} for dataset {name!r}"
                 )
         return self
+
+    @classmethod
+    def parse(cls, data: Any) -> Grant:
+        """A grant from a mapping or JSON text; ``InvalidRequestError`` names the first problem.
+
+        >>> Grant.parse({"grant_id": "g"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        policies.errors.InvalidRequestError: invalid grant: firm: Field required (and ...)
+        """
+        return parse_model(cls, data, "grant")
+
+
+def load_grant_file(path: Path) -> Grant:
+    """Read a grant from a YAML or JSON file; ``InvalidRequestError`` on any problem."""
+    return Grant.parse(load_document(Path(path), "grant"))

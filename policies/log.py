@@ -7,7 +7,8 @@ O(log n) stored hashes and never rehashes leaves.
 
 Appends are durable (``synchronous=FULL``) and group-committed: threads that append at the
 same time share one transaction and one fsync. Several processes may append to the same
-file; SQLite's write lock orders them.
+file; SQLite's write lock orders them. :meth:`TransparencyLog.append_in` appends inside a
+caller's transaction on the same database, so a budget change and its entry commit together.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies import merkle
-from policies.db import connect
+from policies.db import FILE_MODE, Database, connect, open_database
 from policies.errors import InvalidRequestError, LogIntegrityError
 from policies.treehead import SignedTreeHead, sign_tree_head
 from policies.verify import EXPORT_FORMAT
@@ -36,6 +37,7 @@ ENTRY_KINDS = frozenset(
         "decision",
         "reservation",
         "release",
+        "withheld",
         "refund",
         "grant",
         "revocation",
@@ -58,7 +60,7 @@ CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts_ms);
 CREATE TABLE IF NOT EXISTS nodes (k INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tree_heads (
     size INTEGER NOT NULL, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL,
-    key_id TEXT NOT NULL, signature BLOB NOT NULL);
+    key_id TEXT NOT NULL, signature BLOB NOT NULL)
 """
 
 
@@ -86,7 +88,7 @@ class _Pending:
 
 
 class TransparencyLog:
-    """Append-only Merkle log stored in one SQLite file.
+    """Append-only Merkle log stored in SQLite (``target``: a file or a shared Database).
 
     >>> import tempfile, pathlib
     >>> log = TransparencyLog(pathlib.Path(tempfile.mkdtemp()) / "log.db")
@@ -98,17 +100,16 @@ class TransparencyLog:
 
     def __init__(
         self,
-        path: Path,
+        target: Path | Database,
         signing_key: Ed25519PrivateKey | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = open_database(target)
+        self.path = self.db.path
         self._key = signing_key
         self._clock = clock
-        self._writer = connect(self.path)
-        self._writer.executescript(_SCHEMA)
-        self._local = threading.local()
+        self.db.script(_SCHEMA)
+        self._writer_conn: sqlite3.Connection | None = None
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._pending: list[_Pending] = []
@@ -117,11 +118,15 @@ class TransparencyLog:
     # -- reading --------------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._pid != os.getpid():
-            conn = connect(self.path)
-            self._local.conn = conn
-        return conn
+        return self.db.conn()
+
+    @property
+    def _writer(self) -> sqlite3.Connection:
+        """The connection group commits use (shared by threads under ``_write_lock``)."""
+        if self._writer_conn is None or self._pid != os.getpid():
+            self._writer_conn = connect(self.path)
+            self._pid = os.getpid()
+        return self._writer_conn
 
     @property
     def size(self) -> int:
@@ -284,56 +289,73 @@ class TransparencyLog:
             raise InvalidRequestError(f"log entry is not JSON-serialisable: {exc}") from exc
         return body
 
+    def append_in(
+        self, conn: sqlite3.Connection, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[int]:
+        """Append entries inside the caller's open write transaction on this log's database.
+
+        They commit (or roll back) with whatever else that transaction writes.
+        """
+        batch = [_Pending(kind, self._validated(kind, fields)) for kind, fields in items]
+        self._insert(conn, batch)
+        return [p.index for p in batch if p.index is not None]
+
     def _write(self, batch: list[_Pending]) -> None:
         if not batch:
             return
         conn = self._writer
-        ts_ms = int(self._clock() * 1000)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            size = int(conn.execute("SELECT size FROM meta").fetchone()[0])
-            new_nodes: dict[int, bytes] = {}
-            rows = []
-            for item in batch:
-                index = size
-                data = encode_entry(index, ts_ms, item.kind, item.fields)
-                decision = item.fields.get("decision")
-                rows.append(
-                    (
-                        index,
-                        data,
-                        item.kind,
-                        ts_ms,
-                        _text(item.fields.get("firm")),
-                        _text(item.fields.get("dataset")),
-                        decision if isinstance(decision, str) else None,
-                    )
-                )
-                h = merkle.leaf_hash(data)
-                level, pos = 0, index
-                new_nodes[_node_key(0, index)] = h
-                while pos & 1:
-                    key = _node_key(level, pos - 1)
-                    left = new_nodes.get(key)
-                    if left is None:
-                        row = conn.execute("SELECT hash FROM nodes WHERE k = ?", (key,)).fetchone()
-                        if row is None:
-                            raise LogIntegrityError(f"{self.path}: Merkle node {key} missing")
-                        left = bytes(row[0])
-                    h = merkle.node_hash(left, h)
-                    level, pos = level + 1, pos >> 1
-                    new_nodes[_node_key(level, pos)] = h
-                item.index = index
-                size += 1
-            conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO nodes VALUES (?, ?)", new_nodes.items())
-            conn.execute("UPDATE meta SET size = ?", (size,))
+            self._insert(conn, batch)
             conn.execute("COMMIT")
         except BaseException:
             for item in batch:
                 item.index = None
             conn.execute("ROLLBACK")
             raise
+
+    def _insert(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        """Write ``batch`` as the next entries; the caller holds the write transaction."""
+        if not batch:
+            return
+        ts_ms = int(self._clock() * 1000)
+        size = int(conn.execute("SELECT size FROM meta").fetchone()[0])
+        new_nodes: dict[int, bytes] = {}
+        rows = []
+        for item in batch:
+            index = size
+            data = encode_entry(index, ts_ms, item.kind, item.fields)
+            decision = item.fields.get("decision")
+            rows.append(
+                (
+                    index,
+                    data,
+                    item.kind,
+                    ts_ms,
+                    _text(item.fields.get("firm")),
+                    _text(item.fields.get("dataset")),
+                    decision if isinstance(decision, str) else None,
+                )
+            )
+            h = merkle.leaf_hash(data)
+            level, pos = 0, index
+            new_nodes[_node_key(0, index)] = h
+            while pos & 1:
+                key = _node_key(level, pos - 1)
+                left = new_nodes.get(key)
+                if left is None:
+                    row = conn.execute("SELECT hash FROM nodes WHERE k = ?", (key,)).fetchone()
+                    if row is None:
+                        raise LogIntegrityError(f"{self.path}: Merkle node {key} missing")
+                    left = bytes(row[0])
+                h = merkle.node_hash(left, h)
+                level, pos = level + 1, pos >> 1
+                new_nodes[_node_key(level, pos)] = h
+            item.index = index
+            size += 1
+        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO nodes VALUES (?, ?)", new_nodes.items())
+        conn.execute("UPDATE meta SET size = ?", (size,))
 
     # -- tree heads and export ------------------------------------------------------------
 
@@ -364,7 +386,9 @@ class TransparencyLog:
         """Write the whole log and a fresh signed tree head to ``path`` (see ``verify.py``)."""
         sth = self.sign_tree_head()
         tmp = Path(f"{path}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
             f.write(_line({"format": EXPORT_FORMAT, "size": sth.size}))
             for data in self.entries(0, sth.size):
                 f.write(data + b"\n")

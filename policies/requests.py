@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policies.bounds import check_delta, check_epsilon, check_rho
 from policies.grants import Action, ColumnUse
 
 
@@ -36,12 +37,32 @@ class Request(BaseModel):
     purpose: str = Field(min_length=1)
     action: Action
     columns: tuple[ColumnRef, ...] = Field(min_length=1)
-    epsilon: float = Field(gt=0)
-    delta: float = Field(default=0.0, ge=0, lt=1)
-    rho: float | None = Field(default=None, gt=0)
+    epsilon: float
+    delta: float = 0.0
+    rho: float | None = None
     min_group_size: int = Field(ge=1)
     model: str | None = None
     grant_id: str | None = None
+    plan_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="a training job's approved plan: SHA-256 hex of the job spec's canonical JSON",
+    )
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, value: float) -> float:
+        return check_epsilon(value)
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, value: float) -> float:
+        return check_delta(value)
+
+    @field_validator("rho")
+    @classmethod
+    def _rho(cls, value: float | None) -> float | None:
+        return None if value is None else check_rho(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
@@ -57,3 +78,10 @@ class Request(BaseModel):
     def digest(self) -> str:
         """SHA-256 of the request's canonical JSON, to tie log entries together."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    @classmethod
+    def parse(cls, data: object) -> Request:
+        """A request from a mapping or JSON text (``InvalidRequestError`` if it is invalid)."""
+        from policies.parsing import parse_model
+
+        return parse_model(cls, data, "request")

@@ -2,30 +2,39 @@
 
 sandbox audit export OUT [--tree-head FILE]                  export the log with a signed head
 sandbox audit verify FILE --public-key K [--previous FILE]   verify an export offline
+sandbox audit check                                          the ledger equals what the log implies
 sandbox audit show [--firm F] [--dataset D] [--decision permit|deny] [--since T] [--until T]
 
-The state directory (``--state``, default ``$SANDBOX_STATE`` or ``./var``) holds ``log.db``
-and ``keys/``; regulators receive ``keys/log-public.pem``.
+The state directory (``--state``, default ``$SANDBOX_STATE`` or ``./var``) holds ``state.db``;
+the signing key lives apart in ``--keys`` (default ``$SANDBOX_KEYS`` or ``<state>-keys``),
+and regulators receive its ``log-public.pem``. Every failure is one line on stderr and a
+non-zero exit code: 1 when a verification or check fails, 2 for unusable input or state.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from policies import SignedTreeHead, TransparencyLog, VerificationError, verify_export
-from policies.errors import PolicyError
-from policies.keys import PUBLIC_KEY_FILE, load_or_create_signing_key, load_public_key
+from policies.authority import DB_FILE, default_keys_dir, ledger_differences
+from policies.db import Database
+from policies.errors import LedgerMismatchError, PolicyError
+from policies.keys import PUBLIC_KEY_FILE, load_public_key, load_signing_key
+from policies.replay import replay
 from policies.treehead import TreeHeadError
 
 audit_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Regulators: export, verify and read the transparency log.",
+    pretty_exceptions_enable=False,
+    help="Regulators: export, verify, check and read the transparency log.",
 )
 
 StateOpt = Annotated[
@@ -33,20 +42,64 @@ StateOpt = Annotated[
     typer.Option(
         "--state",
         envvar="SANDBOX_STATE",
-        help="state directory with log.db and keys/ (default $SANDBOX_STATE or ./var)",
+        help=f"state directory with {DB_FILE} (default $SANDBOX_STATE or ./var)",
+    ),
+]
+KeysOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        envvar="SANDBOX_KEYS",
+        help="directory of the log signing key (default $SANDBOX_KEYS or <state>-keys)",
     ),
 ]
 
+_T = TypeVar("_T")
+#: What a command reports as one line instead of a traceback.
+_EXPECTED = (
+    PolicyError,
+    VerificationError,
+    TreeHeadError,
+    OSError,
+    sqlite3.Error,
+    ValueError,
+    OverflowError,
+)
 
-def _open_log(state: Path, *, signing: bool) -> TransparencyLog:
-    db = state / "log.db"
-    if not db.exists():
-        typer.echo(
-            f"error: no transparency log at {db}; pass --state or set SANDBOX_STATE", err=True
-        )
-        raise typer.Exit(code=2)
-    key = load_or_create_signing_key(state / "keys") if signing else None
-    return TransparencyLog(db, key)
+
+def _fail(message: str, code: int = 2, prefix: str = "error") -> NoReturn:
+    typer.echo(f"{prefix}: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _guard(action: Callable[[], _T], prefix: str = "error", code: int = 2) -> _T:
+    try:
+        return action()
+    except typer.Exit:
+        raise
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc}", code, prefix)
+    except sqlite3.Error as exc:
+        _fail(f"the state database cannot be read ({exc})", code, prefix)
+    except _EXPECTED as exc:
+        _fail(str(exc), code, prefix)
+    except RecursionError:
+        _fail("the input is nested too deeply", code, prefix)
+
+
+def _database(state: Path) -> Database:
+    db = state / DB_FILE
+    if not db.is_file():
+        _fail(f"no transparency log at {db}; pass --state or set SANDBOX_STATE")
+    return Database(db)
+
+
+def _open_log(state: Path, keys: Path | None, *, signing: bool) -> TransparencyLog:
+    log = TransparencyLog(_database(state))
+    if signing:
+        log._key = load_signing_key(keys or default_keys_dir(state))
+    return log
 
 
 def _time_ms(text: str | None, option: str) -> int | None:
@@ -55,10 +108,7 @@ def _time_ms(text: str | None, option: str) -> int | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        typer.echo(
-            f"error: {option} {text!r} is not an ISO time like 2026-06-01T08:00+08:00", err=True
-        )
-        raise typer.Exit(code=2) from None
+        _fail(f"{option} {text!r} is not an ISO time like 2026-06-01T08:00+08:00")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
@@ -68,22 +118,35 @@ def _time_ms(text: str | None, option: str) -> int | None:
 def export(
     out: Annotated[Path, typer.Argument(help="file to write the export to")],
     state: StateOpt = Path("var"),
+    keys: KeysOpt = None,
     tree_head: Annotated[
         Path | None, typer.Option("--tree-head", help="also save the signed tree head here")
     ] = None,
 ) -> None:
     """Export every log entry and a freshly signed tree head."""
-    try:
-        sth = _open_log(state, signing=True).export(out)
-    except PolicyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    sth = _guard(lambda: _open_log(state, keys, signing=True).export(out))
     head = json.dumps(sth.to_json(), sort_keys=True)
     if tree_head is not None:
-        tree_head.write_text(head + "\n")
+        _guard(lambda: tree_head.write_text(head + "\n"))
     typer.echo(f"exported {sth.size} entries to {out}")
-    typer.echo(f"public key: {state / 'keys' / PUBLIC_KEY_FILE}")
+    typer.echo(f"public key: {(keys or default_keys_dir(state)) / PUBLIC_KEY_FILE}")
     typer.echo(f"tree head: {head}")
+
+
+def _replay_export(file: Path) -> None:
+    """Replay the budget of a verified export: every release and refund of a reservation
+    made before, each resolved once, no reservation past its account's cap."""
+    with open(file, "rb") as f:
+        f.readline()
+        entries = []
+        for line in f:
+            body = json.loads(line)
+            if isinstance(body, dict) and "kind" in body:
+                entries.append(body)
+    try:
+        replay(entries)
+    except LedgerMismatchError as exc:
+        raise VerificationError(f"the log's budget does not add up: {exc}") from None
 
 
 @audit_app.command()
@@ -95,20 +158,37 @@ def verify(
         typer.Option("--previous", help="a tree head you kept earlier: the log must extend it"),
     ] = None,
 ) -> None:
-    """Verify every entry, the tree head signature and consistency with an earlier head."""
-    try:
+    """Verify every entry, the tree head signature, consistency with an earlier head, and
+    that the budget entries add up (each release and refund of one earlier reservation)."""
+
+    def run() -> Any:
         key = load_public_key(public_key)
         earlier = None
         if previous is not None:
             earlier = SignedTreeHead.from_json(json.loads(previous.read_text()))
         result = verify_export(file, key, earlier)
-    except (VerificationError, TreeHeadError, PolicyError, OSError, ValueError) as exc:
-        typer.echo(f"FAILED: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        _replay_export(file)
+        return result
+
+    result = _guard(run, prefix="FAILED", code=1)
     typer.echo(f"OK: {result.size} entries, root {result.root.hex()}")
     typer.echo(f"tree head signed by key {result.tree_head.key_id}")
     if result.previous is not None:
         typer.echo(f"extends the earlier tree head of size {result.previous.size}")
+
+
+@audit_app.command()
+def check(state: StateOpt = Path("var")) -> None:
+    """Check that the budget ledger is exactly what the transparency log implies."""
+    differences = _guard(lambda: ledger_differences(_database(state)))
+    if differences:
+        _fail(
+            f"the budget ledger does not match the log ({differences[0]}); it was reset or "
+            "edited outside the authority",
+            code=1,
+            prefix="FAILED",
+        )
+    typer.echo("OK: the budget ledger matches the transparency log")
 
 
 @audit_app.command()
@@ -125,16 +205,20 @@ def show(
 ) -> None:
     """List log entries matching every filter given, oldest first."""
     if decision is not None and decision not in ("permit", "deny"):
-        typer.echo(f"error: --decision must be permit or deny, not {decision!r}", err=True)
-        raise typer.Exit(code=2)
-    entries = _open_log(state, signing=False).search(
-        kind=kind,
-        firm=firm,
-        dataset=dataset,
-        decision=decision,
-        since_ms=_time_ms(since, "--since"),
-        until_ms=_time_ms(until, "--until"),
-        limit=limit,
+        _fail(f"--decision must be permit or deny, not {decision!r}")
+    if limit < 0:
+        _fail("--limit must be 0 or more")
+    since_ms, until_ms = _time_ms(since, "--since"), _time_ms(until, "--until")
+    entries = _guard(
+        lambda: _open_log(state, None, signing=False).search(
+            kind=kind,
+            firm=firm,
+            dataset=dataset,
+            decision=decision,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            limit=limit,
+        )
     )
     for entry in entries:
         typer.echo(

@@ -10,7 +10,7 @@ import typer
 from policy_helpers import query
 from typer.testing import CliRunner
 
-from policies import Authority, ColumnRef
+from policies import Authority, ColumnRef, default_keys_dir
 from sandbox.audit_cli import audit_app
 
 app = typer.Typer()
@@ -35,7 +35,7 @@ def test_export_then_verify(state: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "exported" in result.output
-    key = state / "keys" / "log-public.pem"
+    key = default_keys_dir(state) / "log-public.pem"
     result = runner.invoke(app, ["audit", "verify", str(out), "--public-key", str(key)])
     assert result.exit_code == 0, result.output
     size = json.loads(head.read_text())["size"]
@@ -45,7 +45,7 @@ def test_export_then_verify(state: Path, tmp_path: Path) -> None:
 def test_verify_against_an_earlier_head_and_detect_tampering(
     authority: Authority, state: Path, tmp_path: Path
 ) -> None:
-    key = state / "keys" / "log-public.pem"
+    key = default_keys_dir(state) / "log-public.pem"
     first, head = tmp_path / "first.jsonl", tmp_path / "head.json"
     runner.invoke(
         app, ["audit", "export", str(first), "--state", str(state), "--tree-head", str(head)]

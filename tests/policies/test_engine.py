@@ -9,6 +9,7 @@ import pytest
 from policy_helpers import NOW, credit_grant, query, tax_dataset
 
 from policies import Action, Authority, ColumnRef, Registry
+from policies.ledger import grant_account
 
 
 def codes(decision: object) -> set[str]:
@@ -171,13 +172,13 @@ def test_decisions_are_logged(authority: Authority) -> None:
 def test_engine_sees_grants_created_by_another_process_handle(authority: Authority) -> None:
     other = Registry(authority.registry.path)
     other.create_grant(credit_grant(grant_id="g-2", firm="beta"))
-    authority.ledger.open_account("grant:g-2:tax", 1.0, 1e-6)
+    authority.ledger.open_account(grant_account("g-2", "tax"), 1.0, 1e-6)
     assert authority.decide(query(firm="beta")).permit
 
 
 def test_malformed_request_is_refused_before_anything_is_logged(authority: Authority) -> None:
     size = authority.log.size
-    with pytest.raises(ValueError, match="greater than 0"):
+    with pytest.raises(ValueError, match="epsilon must be at least"):
         query(epsilon=-1)
     with pytest.raises(ValueError, match="must name its model"):
         query(action=Action.TRAIN)
