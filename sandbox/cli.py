@@ -1,11 +1,15 @@
 """The ``sandbox`` command line.
 
 sandbox datasets --catalog DIR                 list datasets and their public metadata
+sandbox check --catalog DIR [DATASET ...]      check each dataset's rows against its manifest
 sandbox query --catalog DIR --epsilon E SQL    run a DP query on this node (preview)
 sandbox mock --catalog DIR DATASET             write mock rows from public metadata
 sandbox generate --out DIR                     write synthetic department data + manifests
 sandbox demo                                   the embedded end-to-end demo
 sandbox audit ...                              regulators: export, verify, show the log
+
+Every failure ends the process with a non-zero exit code and ONE line on stderr
+(``error: <what went wrong and what to do>``), never a traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 
 from sandbox.errors import SandboxError
@@ -23,7 +28,58 @@ from sandbox.errors import SandboxError
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-app = typer.Typer(
+
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _App(typer.Typer):
+    """The typer app, run so that every failure is one ``error:`` line and an exit code."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().__call__(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else _one_line(exc))
+            sys.exit(2)
+        except click.ClickException as exc:  # usage: bad option value, missing argument
+            typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # our own types: their message says what to do
+            if _documented(exc):
+                typer.echo(f"error: {_one_line(exc)}", err=True)
+                sys.exit(2)
+            typer.echo(
+                f"error: unexpected internal failure ({type(exc).__name__}); nothing was "
+                "released; please report it",
+                err=True,
+            )
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _documented(exc: BaseException) -> bool:
+    """An error type the product documents (sandbox, policies or federation)."""
+    from policies.errors import PolicyError
+
+    kinds: tuple[type[BaseException], ...] = (SandboxError, PolicyError)
+    try:
+        from federation.errors import FederationError
+
+        kinds += (FederationError,)
+    except ImportError:  # pragma: no cover - federation is installed with the sandbox
+        pass
+    return isinstance(exc, kinds)
+
+
+app = _App(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -34,7 +90,7 @@ CatalogOpt = Annotated[Path, typer.Option("--catalog", help="catalog directory o
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {_one_line(exc)}", err=True)
     return typer.Exit(code=2)
 
 
@@ -68,6 +124,43 @@ def datasets(
             elif col.bounds is not None:
                 meta = f"bounds: [{col.bounds[0]}, {col.bounds[1]}]"
             typer.echo(f"    {col.name:<28} {col.type:<6} {meta}")
+
+
+@app.command()
+def check(
+    catalog: CatalogOpt,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="datasets to check (default: all)")
+    ] = None,
+) -> None:
+    """Check each dataset's rows against its manifest (bounds, categories, row_bound).
+
+    Prints one line per problem, naming the column and the number of rows, never a value.
+    Exits 2 if a dataset would be refused when the node loads it.
+    """
+    from sandbox.catalog import check_dataset, load_catalog
+
+    try:
+        cat = load_catalog(catalog)
+        manifests = [cat[n] for n in names] if names else list(cat)
+        reports = [check_dataset(m) for m in manifests]
+    except SandboxError as exc:
+        raise _fail(exc) from None
+    failed = False
+    for report in reports:
+        lines = report.lines()
+        failed = failed or not report.ok
+        if not lines:
+            typer.echo(f"ok: {report.dataset}")
+        for line in lines:
+            typer.echo(line)
+    if failed:
+        typer.echo(
+            "error: some datasets do not match their manifests (see above); fix the data or "
+            "the manifest, or set out_of_bounds: clamp",
+            err=True,
+        )
+        raise typer.Exit(code=2)
 
 
 @app.command()

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from sandbox.errors import SandboxError
 from sandbox.synthetic_profiles import (
     AGE_BAND_SHARES,
     ANNUAL_REVENUE,
@@ -72,7 +73,7 @@ _EPOCH_2024 = 19723  # days from 1970-01-01 to 2024-01-01
 _DAYS = 366  # 2024 is a leap year
 
 
-class GenerateError(ValueError):
+class GenerateError(SandboxError, ValueError):
     """Bad input to the generator; the message says what to change."""
 
 
@@ -427,9 +428,9 @@ def _prepare(out_dir: Path) -> Path:
         probe = out_dir / ".generate-write-test"
         probe.write_bytes(b"")
         probe.unlink()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise GenerateError(
-            f"cannot write to {out_dir}: {exc.strerror or exc}; "
+            f"cannot write to {out_dir}: {getattr(exc, 'strerror', None) or exc}; "
             "pass an out_dir that is (or can be created as) a writable directory"
         ) from exc
     return out_dir
@@ -438,14 +439,21 @@ def _prepare(out_dir: Path) -> Path:
 def _write(out_dir: Path, manifest: dict[str, Any], frame: pl.DataFrame) -> None:
     """Write data then manifest, each through a temporary file, so readers never see halves."""
     data = out_dir / manifest["file"]
-    tmp = data.with_name(data.name + ".tmp")
-    frame.write_parquet(tmp, compression="zstd", statistics=True)
-    os.replace(tmp, data)
-    text = yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False, width=100)
-    yml = out_dir / f"{manifest['name']}.yaml"
-    tmp = yml.with_name(yml.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, yml)
+    try:
+        tmp = data.with_name(data.name + ".tmp")
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, data)
+        text = yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False, width=100)
+        yml = out_dir / f"{manifest['name']}.yaml"
+        tmp = yml.with_name(yml.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, yml)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise GenerateError(
+            f"cannot write {manifest['name']} to {out_dir} ({reason}); free space or pass "
+            "another out_dir"
+        ) from None
 
 
 def generate(

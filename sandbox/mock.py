@@ -20,11 +20,16 @@ from sandbox.errors import SandboxError
 #: Default range for numbers whose manifest declares no bounds (mock data only).
 _UNBOUNDED_RANGE = (0, 1000)
 
+#: Most mock rows generated at once.
+MAX_MOCK_ROWS = 10_000_000
+
 
 def mock_frame(manifest: Manifest, rows: int = 1000, seed: int = 0) -> pl.DataFrame:
     """Rows shaped like the dataset, drawn from its public metadata only."""
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        raise SandboxError(f"rows must be a positive integer, got {rows!r}")
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_MOCK_ROWS:
+        raise SandboxError(f"rows must be an integer from 1 to {MAX_MOCK_ROWS}, got {rows!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SandboxError(f"seed must be a non-negative integer, got {seed!r}")
     gen = np.random.default_rng(seed)
     columns = {spec.name: _mock_column(spec, rows, gen) for spec in manifest.columns}
     unit = manifest.privacy_unit
@@ -62,9 +67,17 @@ def _mock_column(spec: ColumnSpec, rows: int, gen: np.random.Generator) -> pl.Se
 def write_mock(manifest: Manifest, out: Path, rows: int = 1000, seed: int = 0) -> Path:
     """Write mock rows as CSV or Parquet (by the file suffix of ``out``)."""
     frame = mock_frame(manifest, rows, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.write_parquet(out)
-    else:
-        frame.write_csv(out)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            frame.write_parquet(out)
+        else:
+            frame.write_csv(out)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SandboxError(
+            f"cannot write mock rows to {out} ({reason}); pass an --out path in a writable "
+            "directory"
+        ) from None
     return out
