@@ -1,0 +1,55 @@
+"""Through the governed path: a query that cannot be released is refused before any charge."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from policies.authority import Authority
+from policies.grants import DatasetTerms, Grant
+from sandbox.catalog import load_catalog
+from sandbox.errors import UnsupportedQuery
+from sandbox.service import QueryService, dataset_policy
+
+
+@pytest.fixture()
+def service(tmp_path, pums_catalog_dir):
+    catalog = load_catalog(pums_catalog_dir)
+    authority = Authority(tmp_path / "state")
+    authority.register_dataset(dataset_policy(catalog["pums"], epsilon_cap=10.0, delta_cap=1e-5))
+    now = datetime.now(UTC)
+    authority.create_grant(
+        Grant(
+            grant_id="g1",
+            firm="acme",
+            datasets={
+                "pums": DatasetTerms(
+                    epsilon=2.0, delta=1e-7, columns={"*": "aggregate_only", "age": "filter_only"}
+                )
+            },
+            purpose="research",
+            legal_basis="个人信息保护法 art. 13(5)",
+            actions={"query"},
+            epsilon_per_use=1.0,
+            min_group_size=1,
+            valid_from=now - timedelta(days=1),
+            valid_until=now + timedelta(days=30),
+            approved_by="official-1",
+        )
+    )
+    return QueryService(catalog, authority)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'SELECT COUNT(*) AS "\ud800" FROM pums',
+        "SELECT COUNT(*) FROM pums WHERE " + "(" * 500 + "age = 1" + ")" * 500,
+        "SELECT COUNT(*) FROM pums LIMIT " + "9" * 5000,
+    ],
+    ids=["surrogate-alias", "deep-parens", "huge-limit"],
+)
+def test_refused_before_any_charge(service, sql):
+    with pytest.raises(UnsupportedQuery):
+        service.query("acme", "research", sql, 0.5)
+    assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
+    assert service.engine.context("pums").odometer_loss() == (0.0, 0.0)
