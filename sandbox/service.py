@@ -11,7 +11,10 @@
 
 If anything fails after the reservation and before the release, the reservation is refunded;
 if the process dies there, it stays charged (the ledger's rule), so no release is ever
-uncharged.
+uncharged. The decision is single-use and the authority reserves what it stored for it. If
+the grant is revoked while the mechanism runs, the commit is refused: the budget stays
+charged, a ``withheld`` entry is logged and :class:`policies.GrantRevokedError` is raised
+instead of returning the result.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.authority import Authority
+from policies.bounds import check_delta, check_epsilon
 from policies.datasets import DataLevel, DatasetPolicy
 from policies.engine import Decision
 from policies.grants import Action, ColumnUse
@@ -116,8 +120,13 @@ class QueryService:
         grant_id: str | None = None,
         min_group_size: int | None = None,
     ) -> GovernedResult:
-        """Run one governed query. ``min_group_size`` defaults to the firm's grant terms."""
+        """Run one governed query. ``min_group_size`` defaults to the firm's grant terms.
+
+        Raises only the project's errors: ``SandboxError`` subclasses (bad SQL, parameters,
+        ``Denied``) and ``PolicyError`` subclasses (budget, revocation, state).
+        """
         epsilon, delta = check_privacy_parameters(epsilon, delta)
+        epsilon, delta = check_epsilon(epsilon), check_delta(delta)  # the ledger's floor
         plan = self.engine.plan(sql)  # bad SQL: refused before any decision or charge
         uses = plan.column_uses()
         if any(a.kind == "count" and a.column is None for a in plan.aggregates):
@@ -127,16 +136,19 @@ class QueryService:
             for name, col_uses in sorted(uses.items())
             for use in sorted(col_uses)
         )
-        request = Request(
-            firm=firm,
-            dataset=plan.dataset,
-            purpose=purpose,
-            action=Action.QUERY,
-            columns=columns,
-            epsilon=epsilon,
-            delta=delta,
-            min_group_size=min_group_size or granted_group_size(self.authority, firm, plan.dataset),
-            grant_id=grant_id,
+        request = Request.parse(
+            {
+                "firm": firm,
+                "dataset": plan.dataset,
+                "purpose": purpose,
+                "action": Action.QUERY,
+                "columns": columns,
+                "epsilon": epsilon,
+                "delta": delta,
+                "min_group_size": min_group_size
+                or granted_group_size(self.authority, firm, plan.dataset),
+                "grant_id": grant_id,
+            }
         )
         decision = self.authority.decide(request)
         if not decision.permit or decision.obligations is None:
@@ -152,6 +164,8 @@ class QueryService:
             self.authority.refund(reservation)
             raise
         released = json.dumps(result.to_json(), sort_keys=True, ensure_ascii=False).encode()
+        # Raises GrantRevokedError (budget kept, logged) if the grant was revoked meanwhile:
+        # the result is then never returned.
         index = self.authority.commit(reservation, released)
         head = self.authority.tree_head()
         proof = self.authority.inclusion_proof(index, head.size)

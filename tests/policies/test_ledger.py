@@ -255,6 +255,9 @@ def test_kill_9_between_reserve_and_release_never_leaves_a_release_uncharged(
             r = by_id[entry["reservation_id"]]
             assert r.state == ReservationState.COMMITTED
             assert r.release_digest == entry["release_sha256"]
+        # ... and no committed release lacks its log entry (one transaction for both)
+        committed = {r for r, res in by_id.items() if res.state == ReservationState.COMMITTED}
+        assert committed == {e["reservation_id"] for e in releases}
         pending = [r for r in by_id.values() if r.state == ReservationState.RESERVED]
         killed_pending = max(killed_pending, len(pending))
         status = after.remaining("g-credit", "tax").grant
