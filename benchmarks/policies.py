@@ -8,8 +8,10 @@ Prints a short table, or with ``--json`` one JSON object. Decision latency is re
 wall-clock time and in CPU time of the deciding thread (``*_cpu_*``): on a shared machine
 the first includes time spent waiting for a core, the second is the cost on one core.
 Baselines, measured in the same run on the same data: a bare ``cedarpy.is_authorized``
-call with the same policy set and entities (for a decision), and bare SQLite inserts of the
-same rows with the same batch size and durability settings (for a log append).
+call with the same policy set and entities (for a decision), bare SQLite inserts of the
+same rows with the same batch size and durability settings (for a log append), and a bare
+durable one-row SQLite transaction (for a use through the authority: decide, reserve and
+commit are one durable transaction each, every budget change with its log entry).
 
 The decision benchmark runs ``--repeat`` times, each on a fresh state directory, with the
 bare Cedar baseline measured right after the decisions in each run; the JSON gives the
@@ -49,7 +51,8 @@ from policies import (
     TransparencyLog,
     verify_export,
 )
-from policies.db import connect
+from policies.authority import Authority
+from policies.db import Database, connect
 from policies.keys import load_or_create_signing_key
 from policies.ledger import dataset_account, grant_account
 
@@ -68,8 +71,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _setup_engine(root: Path, firms: int, datasets: int) -> tuple[PolicyEngine, list[Request]]:
-    registry = Registry(root / "grants.db")
-    ledger = BudgetLedger(root / "ledger.db")
+    db = Database(root / "state.db")  # one database, as inside an Authority
+    registry = Registry(db)
+    ledger = BudgetLedger(db)
     for d in range(datasets):
         registry.put_dataset(
             DatasetPolicy(
@@ -197,6 +201,70 @@ def bench_decisions_repeated(root: Path, n: int, repeat: int) -> dict[str, Any]:
     return out
 
 
+def bench_release(root: Path, n: int) -> dict[str, Any]:
+    """Whole uses through the authority: decide -> reserve -> commit, each one transaction."""
+    authority = Authority(root / "release-state", clock=lambda: NOW)
+    authority.register_dataset(
+        DatasetPolicy(dataset_id="ds0", department="d", epsilon_cap=1e6, delta_cap=1e-3)
+    )
+    authority.create_grant(
+        Grant(
+            grant_id="g0",
+            firm="firm0",
+            purpose="purpose0",
+            legal_basis="PIPL art. 13",
+            actions=frozenset({Action.QUERY}),
+            epsilon_per_use=1.0,
+            min_group_size=10,
+            valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+            valid_until=datetime(2027, 1, 1, tzinfo=UTC),
+            approved_by="official",
+            datasets={"ds0": DatasetTerms(epsilon=1e5, delta=1e-4, columns=COLUMNS)},
+        )
+    )
+    request = Request(
+        firm="firm0",
+        dataset="ds0",
+        purpose="purpose0",
+        action=Action.QUERY,
+        columns=(ColumnRef(name="income", use="aggregate"),),
+        epsilon=0.01,
+        delta=1e-9,
+        min_group_size=10,
+    )
+    decide_s = reserve_s = commit_s = 0.0
+    for i in range(n):
+        t0 = time.perf_counter()
+        decision = authority.decide(request)
+        t1 = time.perf_counter()
+        reservation = authority.reserve(decision)
+        t2 = time.perf_counter()
+        authority.commit(reservation, f"result {i}".encode())
+        t3 = time.perf_counter()
+        decide_s, reserve_s, commit_s = decide_s + t1 - t0, reserve_s + t2 - t1, commit_s + t3 - t2
+    start = time.perf_counter()
+    authority.verify_ledger()
+    verify_ledger_s = time.perf_counter() - start
+    # Baseline: one durable one-row transaction on the same kind of connection.
+    conn = connect(root / "bare-tx.db")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    start = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
+        conn.execute("COMMIT")
+    bare_s = time.perf_counter() - start
+    return {
+        "use_cycles_per_s": n / (decide_s + reserve_s + commit_s),
+        "logged_decide_per_s": n / decide_s,
+        "reserve_per_s": n / reserve_s,
+        "commit_per_s": n / commit_s,
+        "bare_durable_tx_per_s": n / bare_s,
+        "verify_ledger_ms": verify_ledger_s * 1e3,
+        "verify_ledger_log_size": authority.log.size,
+    }
+
+
 def _rows(n: int, offset: int = 0) -> list[tuple[str, dict[str, Any]]]:
     rng = random.Random(offset)
     return [
@@ -316,10 +384,11 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("decisions", "append", "log"),
-        default=("decisions", "append", "log"),
+        choices=("decisions", "release", "append", "log"),
+        default=("decisions", "release", "append", "log"),
         help="run only these benchmarks",
     )
+    parser.add_argument("--uses", type=int, default=300, help="decide/reserve/commit cycles")
     parser.add_argument("--appends", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--log-size", type=int, default=1_000_000)
@@ -334,6 +403,8 @@ def main() -> None:
         }
         if "decisions" in args.only:
             out.update(bench_decisions_repeated(root, args.decisions, args.repeat))
+        if "release" in args.only:
+            out.update(bench_release(root, args.uses))
         if "append" in args.only:
             out.update(bench_append(root, args.appends, args.batch))
         if "log" in args.only:
@@ -347,6 +418,8 @@ def main() -> None:
         )
     if "append" in args.only:
         out["append_vs_sqlite"] = out["append_per_s"] / out["sqlite_insert_per_s"]
+    if "release" in args.only:
+        out["commit_vs_bare_tx"] = out["commit_per_s"] / out["bare_durable_tx_per_s"]
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return

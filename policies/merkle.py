@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
+from policies.errors import PolicyError
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 NodeGetter = Callable[[int, int], bytes]
 
 
-class ProofError(ValueError):
+class ProofError(PolicyError, ValueError):
     """A Merkle proof does not verify, or its parameters are out of range."""
 
 

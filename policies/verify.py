@@ -22,13 +22,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from policies.errors import PolicyError
 from policies.merkle import TreeBuilder, leaf_hash
 from policies.treehead import SignedTreeHead, TreeHeadError, verify_tree_head
 
 EXPORT_FORMAT = "gov-data-sandbox-transparency-log/1"
 
 
-class VerificationError(ValueError):
+class VerificationError(PolicyError, ValueError):
     """The export is not a complete, untampered log signed by the given key."""
 
 
@@ -48,6 +49,17 @@ def verify_export(
     path: Path, public_key: Ed25519PublicKey, previous: SignedTreeHead | None = None
 ) -> VerifiedLog:
     """Verify an export; raise ``VerificationError`` naming the first problem found."""
+    try:
+        return _verify(path, public_key, previous)
+    except OSError as exc:
+        raise VerificationError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise VerificationError("a line of the export is nested too deeply") from None
+
+
+def _verify(
+    path: Path, public_key: Ed25519PublicKey, previous: SignedTreeHead | None
+) -> VerifiedLog:
     if previous is not None:
         try:
             verify_tree_head(previous, public_key)
