@@ -3,7 +3,8 @@
 A node supplies a :class:`Loader`: a callable ``load(node_id) -> NodeData``. It runs on the node,
 and nothing it returns leaves the node; only DP-protected model updates and DP metrics do.
 Features must be scaled with *public* bounds (from the catalog metadata), never with statistics
-of the rows, so that every node feeds the model the same encoding.
+of the rows, so that every node feeds the model the same encoding. A loader returns at most one
+row per person (the privacy unit): DP-SGD and the DP counts account per row.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def build_model_card(
         strategy=spec.strategy,  # type: ignore[attr-defined]
         rounds=spec.rounds,  # type: ignore[attr-defined]
         differential_privacy=spec.dp,  # type: ignore[attr-defined]
-        privacy_unit="record",
+        privacy_unit="person (at most one row per person)",
         accountant=spec.accountant,  # type: ignore[attr-defined]
         max_grad_norm=spec.max_grad_norm,  # type: ignore[attr-defined]
         config_hash=config_hash,

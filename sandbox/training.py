@@ -321,8 +321,8 @@ class TrainingService:
             self._settle_failure(spec, reservations, approvals, before, type(exc).__name__)
             raise
         if result.status != "completed":
-            self._settle_failure(spec, reservations, approvals, before, "aborted")
-            return GovernedModel(result, model_digest(None), {})
+            indexes = self._settle_failure(spec, reservations, approvals, before, "aborted")
+            return GovernedModel(result, model_digest(None), indexes)
         digest = model_digest(result.weights)
         card = json.loads(result.model_card.to_json()) if result.model_card is not None else {}
         released = json.dumps(
@@ -341,10 +341,12 @@ class TrainingService:
         approvals: dict[str, Approval],
         before: dict[str, Usage],
         reason: str,
-    ) -> None:
+    ) -> dict[str, int]:
         """After a job that did not complete: refund a dataset's reservation only if its node
         confirms nothing left it under the grant (tallies unchanged, approval withdrawn);
-        otherwise charge it for good, logging the failure as what was released."""
+        otherwise charge it for good, logging the failure as what was released. Returns the
+        log index of each charged dataset's release entry."""
+        indexes: dict[str, int] = {}
         for reservation in reservations:
             node, store = reservation.dataset, self._store(reservation.dataset)
             after = store.usage(reservation.grant_id, node)
@@ -361,7 +363,7 @@ class TrainingService:
                 },
                 sort_keys=True,
             ).encode()
-            self.authority.commit(reservation, released)
+            indexes[node] = self.authority.commit(reservation, released)
             logger.warning(
                 "training job %s failed (%s) after node %s released DP output; its "
                 "reservation stays charged",
@@ -369,6 +371,7 @@ class TrainingService:
                 reason,
                 node,
             )
+        return indexes
 
 
 def save_model(model: GovernedModel, out: Path) -> Path:

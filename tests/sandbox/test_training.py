@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from federation.accounting import predict_cost
+from federation.accounting import plan_job, predict_cost
 from federation.job import JobSpec
+from federation.node_store import NodeStore, node_state_dir
 from policies.authority import Authority
 from policies.grants import DatasetTerms, Grant
 from sandbox.catalog import load_catalog
@@ -70,9 +71,7 @@ def _spec(catalog, **overrides):
 
 
 def test_loader_encodes_with_public_metadata_only(catalog, tmp_path):
-    data = CatalogLoader(str(catalog.root), FEATURES, "default", str(tmp_path))(
-        "jinan_enterprise"
-    )
+    data = CatalogLoader(str(catalog.root), FEATURES, "default", str(tmp_path))("jinan_enterprise")
     assert data.X_train.shape[1] == len(FEATURES)
     assert np.isfinite(data.X_train).all()
     numeric = data.X_train[:, 1:]
@@ -102,8 +101,16 @@ def test_permitted_job_is_charged_its_predicted_cost_and_logged(tmp_path, catalo
     authority = _setup(tmp_path, catalog, models={"logreg"})
     spec = _spec(catalog)
     predicted = predict_cost(spec)
-    model = TrainingService(catalog, authority).train("bank", "credit risk", spec)
+    service = TrainingService(catalog, authority)
+    model = service.train("bank", "credit risk", spec)
     assert model.result.status == "completed"
+    plan = plan_job(spec)
+    for node in NODES:
+        # Each node counted its steps in its own durable store, under the grant.
+        usage = NodeStore(node_state_dir(service.node_state, node)).usage("T1", node)
+        assert usage.steps == plan.total_steps(node) and usage.evaluations == 1
+    decisions = authority.log.search(kind="decision")
+    assert {d.get("plan_digest") for d in decisions} == {spec.config_hash()}
     for node in NODES:
         assert model.result.spent[node].epsilon <= predicted[node].epsilon + 1e-12
         remaining = authority.remaining("T1", node)
