@@ -422,13 +422,13 @@ def _check_seed(seed: int) -> None:
 
 
 def _prepare(out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
     try:
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".generate-write-test"
         probe.write_bytes(b"")
         probe.unlink()
-    except (OSError, ValueError) as exc:
+    except (OSError, TypeError, ValueError) as exc:
         raise GenerateError(
             f"cannot write to {out_dir}: {getattr(exc, 'strerror', None) or exc}; "
             "pass an out_dir that is (or can be created as) a writable directory"

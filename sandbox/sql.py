@@ -27,6 +27,7 @@ reason.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,6 +58,10 @@ MAX_LIMIT = 1_000_000_000
 MAX_NAME_LENGTH = 128
 
 _INT64 = (-(2**63), 2**63 - 1)
+
+# sqlglot logs a warning when it falls back to parsing text as a bare command; the query is
+# refused with our own message instead, so keep the parser quiet (one error line, no more).
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 AggregateKind = Literal["count", "sum", "avg", "quantile"]
 ColumnUse = Literal["filter", "group_by", "aggregate"]

@@ -113,3 +113,9 @@ def test_python_api_mock_and_generate_raise_sandbox_errors(tmp_path):
     with pytest.raises(SandboxError):
         write_mock(manifest, tmp_path / "m.csv", rows=10, seed=-1)
     assert issubclass(GenerateError, SandboxError)
+
+
+def test_statement_the_parser_only_half_understands_is_one_line():
+    # sqlglot logs a warning before falling back; only our line may reach stderr.
+    proc = _sandbox("query", "--catalog", PUMS, "--epsilon", "1", "SET x FROM pums")
+    assert "only SELECT" in _one_error_line(proc)

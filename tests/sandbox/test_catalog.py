@@ -104,3 +104,40 @@ def test_missing_data_column_is_reported(tmp_path):
     (tmp_path / "visits.csv").write_text("pid,cost\np1,1.0\n")
     with pytest.raises(ManifestError, match=r"columns: not in visits.csv: \['kind', 'day'\]"):
         load_frame(load_catalog(tmp_path)["visits"])
+
+
+def test_clamp_policy_clamps_dates_and_drops_unknown_categories(tmp_path):
+    import datetime as dt
+
+    from sandbox.catalog import check_dataset, load_checked
+
+    pl.DataFrame(
+        {
+            "day": [dt.date(2023, 5, 1), dt.date(2024, 6, 1), dt.date(2030, 1, 1)],
+            "kind": ["a", "x", "b"],
+        }
+    ).write_parquet(tmp_path / "d.parquet")
+    _write(
+        tmp_path,
+        "name: d\nfile: d.parquet\nclassification: 内部\nout_of_bounds: clamp\ncolumns:\n"
+        '  - {name: day, type: date, bounds: ["2024-01-01", "2024-12-31"]}\n'
+        "  - {name: kind, type: string, categories: [a, b]}\n",
+        name="d.yaml",
+    )
+    manifest = load_manifest(tmp_path / "d.yaml")
+    frame, report = load_checked(manifest)
+    assert frame["day"].to_list() == [
+        dt.date(2024, 1, 1),
+        dt.date(2024, 6, 1),
+        dt.date(2024, 12, 31),
+    ]
+    assert frame["kind"].to_list() == ["a", None, "b"]
+    assert report.ok and {p.kind for p in report.warnings} == {"out_of_bounds", "unknown_category"}
+    assert check_dataset(manifest).lines() == report.lines()
+
+
+def test_shipped_example_matches_its_manifest(pums_catalog_dir):
+    from sandbox.catalog import check_dataset
+
+    report = check_dataset(load_catalog(pums_catalog_dir)["pums"])
+    assert report.ok and report.lines() == []
