@@ -50,7 +50,8 @@ class JobSpec(BaseModel):
 
     Every float must be finite, and every epsilon at least :data:`EPSILON_FLOOR`.
 
-    >>> spec = JobSpec(model="logreg", features=("age",), label="y", nodes=("a", "b"))
+    >>> spec = JobSpec(model="logreg", features=("age",), label="y", nodes=("a", "b"),
+    ...                sample_rate=0.01, target_epsilon=2.0)
     >>> len(spec.config_hash())
     64
     """
