@@ -48,17 +48,31 @@ def parse_model(cls: type[_M], data: Any, what: str) -> _M:
         raise InvalidRequestError(f"invalid {what}: {type(exc).__name__}") from None
 
 
-def _no_nonfinite(value: Any) -> Any:
-    """Refuse NaN and infinities anywhere in parsed data (YAML's .inf, JSON's Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequestError("numbers must be finite; NaN and infinity are refused")
-    if isinstance(value, dict):
-        for item in value.values():
-            _no_nonfinite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nonfinite(item)
-    return value
+#: Deepest nesting accepted in a grant or policy file (a grant nests four levels).
+MAX_DEPTH = 32
+#: Most values accepted in one file, counting each use of a YAML alias again.
+MAX_VALUES = 100_000
+
+
+def _no_nonfinite(document: Any) -> Any:
+    """Refuse NaN and infinities anywhere in parsed data (YAML's .inf, JSON's Infinity),
+    nesting deeper than :data:`MAX_DEPTH` and more than :data:`MAX_VALUES` values (YAML
+    aliases can expand a small file enormously); walked without recursion."""
+    stack = [(document, 0)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise InvalidRequestError(f"the document holds more than {MAX_VALUES} values")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequestError("numbers must be finite; NaN and infinity are refused")
+        if isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise InvalidRequestError(f"the document is nested deeper than {MAX_DEPTH} levels")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return document
 
 
 def load_document(path: Path, what: str) -> Any:

@@ -79,3 +79,23 @@ def test_grant_file_errors_are_one_readable_line(tmp_path: Path) -> None:
     path.write_text("grant_id: [unclosed\n")
     with pytest.raises(InvalidRequestError, match="not valid YAML"):
         load_grant_file(path)
+
+
+def test_grant_file_bombs_are_refused_quickly(tmp_path: Path) -> None:
+    from policies import load_grant_file
+
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    bombs = {
+        "aliases.yaml": "\n".join(levels) + "\n",  # 9**9 values once expanded
+        "recursive.yaml": "a: &x [*x]\n",
+        "deep.json": "[" * 50_000 + "]" * 50_000,
+        "deep.yaml": "a: " + "[" * 50_000 + "]" * 50_000 + "\n",
+    }
+    for name, text in bombs.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(InvalidRequestError) as info:
+            load_grant_file(path)
+        assert "\n" not in str(info.value), name
