@@ -237,13 +237,24 @@ def summarize(
     slowest: list[tuple[float, int]] = []
     multiline = rule_errors = 0
     rule_error_examples: list[dict[str, Any]] = []
+    multiline_examples: list[dict[str, Any]] = []
     for i, record in results.items():
         x = by_index[i]
         outcome = record["outcome"]
         families[x["family"]][outcome] += 1
         families[x["family"]]["inputs"] += 1
         slowest.append((record.get("seconds", 0.0), i))
-        multiline += bool(record.get("multiline_message"))
+        if record.get("multiline_message"):
+            multiline += 1
+            if len(multiline_examples) < 3:
+                multiline_examples.append(
+                    {
+                        "index": i,
+                        "exc_type": record.get("exc_type"),
+                        "message": record.get("message"),
+                        "input": _describe(x)[:300],
+                    }
+                )
         if record.get("rule_error"):
             rule_errors += 1
             if len(rule_error_examples) < 3:
@@ -303,6 +314,7 @@ def summarize(
         "released_or_accepted": total["ok"],
         "not_applicable": total["not_applicable"],
         "refusals_with_multiline_message": multiline,
+        "multiline_message_examples": multiline_examples,
         "denials_by_policy_engine_error": rule_errors,
         "policy_engine_error_examples": rule_error_examples,
         "inputs_generated": len(inputs),

@@ -42,7 +42,8 @@ from benchmarks.fuzz_inputs import FIRM, PURPOSE, column_kind  # noqa: E402
 
 CANARY_FIRM = "canary-firm"
 CANARY_PURPOSE = "isolation canary"
-QUERY_GRANT, TRAIN_GRANT, CANARY_GRANT = "fz-query", "fz-train", "fz-canary"
+QUERY_GRANT, FILTER_GRANT = "fz-query", "fz-filter"
+TRAIN_GRANT, CANARY_GRANT = "fz-train", "fz-canary"
 DELTA_CAP = 1e-4
 #: The budget of the fuzzing grants: large, so that valid inputs rarely exhaust it (when one
 #: does, the refusal is legitimate and costs nothing like any other).
@@ -116,7 +117,7 @@ class Env:
         from sandbox.service import dataset_policy
 
         now = datetime.now(UTC)
-        query_terms, train_terms = {}, {}
+        query_terms, filter_terms, train_terms = {}, {}, {}
         for catalog in self.catalogs.values():
             for manifest in catalog:
                 self.authority.register_dataset(
@@ -135,6 +136,15 @@ class Env:
                     "epsilon": EPSILON_TOTAL,
                     "delta": DELTA_CAP,
                     "columns": rules,
+                }
+                # A second grant lets the same firm filter on the numeric columns (one rule per
+                # column and grant), so hostile conditions on them reach the engine.
+                filter_terms[manifest.name] = {
+                    **query_terms[manifest.name],
+                    "columns": {
+                        name: "filter_only" if rule == "aggregate_only" and name != "*" else rule
+                        for name, rule in rules.items()
+                    },
                 }
                 if manifest.name.endswith("_enterprise"):
                     train_terms[manifest.name] = {
@@ -160,6 +170,14 @@ class Env:
                 firm=FIRM,
                 purpose=PURPOSE,
                 datasets=query_terms,
+                actions={"query"},
+                **common,
+            ),
+            Grant(
+                grant_id=FILTER_GRANT,
+                firm=FIRM,
+                purpose=PURPOSE,
+                datasets=filter_terms,
                 actions={"query"},
                 **common,
             ),
