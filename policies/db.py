@@ -100,6 +100,7 @@ class Database:
             local.pid = os.getpid()
             local.cursor = conn.cursor()
             local.writes = 0
+            local.ledger_cache = None  # caches keyed by this connection's version
         return conn
 
     def cursor(self) -> sqlite3.Cursor:

@@ -193,13 +193,16 @@ def loss_units(loss: Loss) -> tuple[int, int, int | None]:
             return eps, delta, None
         rho = charge_units(check_rho(loss.rho), RHO_UNITS)
         delta = check_delta(loss.delta)
+        declared = loss.epsilon  # informational for a zCDP loss: the account converts rho
+        if declared != 0:
+            declared = check_epsilon(declared)
     except PrivacyParameterError as exc:
         raise PrivacyParameterError(f"invalid privacy loss: {exc}") from None
     if delta <= 0:
         raise PrivacyParameterError(
             "invalid privacy loss: a zCDP (Gaussian) loss needs delta > 0 to convert it"
         )
-    return 0, charge_units(delta, DELTA_UNITS), rho
+    return charge_units(declared, EPS_UNITS), charge_units(delta, DELTA_UNITS), rho
 
 
 def _account_row(raw: tuple) -> tuple:

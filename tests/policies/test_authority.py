@@ -75,3 +75,47 @@ def test_grant_for_unregistered_dataset_is_refused(authority: Authority) -> None
     with pytest.raises(InvalidRequestError, match="not registered"):
         authority.create_grant(grant)
     assert [g.grant_id for g in authority.registry.grants()] == ["g-credit"]
+
+
+def test_ledger_replays_from_the_log_after_every_kind_of_change(authority: Authority) -> None:
+    from policy_helpers import tax_dataset
+
+    from policies import GrantRevokedError
+    from policies.authority import ledger_differences
+
+    authority.commit(authority.reserve(authority.decide(query())), b"basic")
+    authority.refund(authority.reserve(authority.decide(query(epsilon=0.25))))
+    gaussian = authority.reserve(authority.decide(query(epsilon=0.1, delta=5e-8, rho=0.01)))
+    authority.commit(gaussian, b"gaussian")
+    pending = authority.reserve(authority.decide(query(epsilon=0.2)))
+    authority.register_dataset(tax_dataset(epsilon_cap=9.0))  # a cap changed: logged too
+    withheld = authority.reserve(authority.decide(query(epsilon=0.1)))
+    authority.revoke_grant("g-credit", "王芳", "done")
+    with pytest.raises(GrantRevokedError):
+        authority.commit(withheld, b"late")
+    assert ledger_differences(authority.db) == []
+    again = Authority(authority.state_dir)  # the start-up check passes
+    assert again.ledger.reservation(pending.reservation_id).state == ReservationState.RESERVED
+    assert again.ledger.reservation(withheld.reservation_id).state == ReservationState.WITHHELD
+    assert again.ledger.audit() == []
+
+
+def test_grants_and_policies_parse_from_files(tmp_path, authority: Authority) -> None:
+    from policy_helpers import credit_grant
+
+    from policies import DatasetPolicy, Grant, load_dataset_policy_file, load_grant_file
+
+    grant = credit_grant(grant_id="g-file")
+    path = tmp_path / "grant.json"
+    path.write_text(grant.model_dump_json())
+    assert load_grant_file(path) == grant
+    yaml_path = tmp_path / "grant.yaml"
+    yaml_path.write_text(grant.model_dump_json())  # JSON is YAML
+    assert load_grant_file(yaml_path) == grant
+    assert Grant.parse(grant.model_dump(mode="json")) == grant
+    policy = authority.registry.dataset("tax")
+    policy_path = tmp_path / "tax.json"
+    policy_path.write_text(policy.model_dump_json())
+    assert load_dataset_policy_file(policy_path) == policy
+    with pytest.raises(InvalidRequestError, match="delta_cap"):
+        DatasetPolicy.parse({**policy.model_dump(mode="json"), "delta_cap": 0.5 + 0.5})
