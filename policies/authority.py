@@ -135,6 +135,9 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
             ) from None
         except ValidationError as exc:
             raise InvalidRequestError(describe(exc, "input")) from None
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise StateError(f"cannot use{where}: {exc.strerror or exc}") from None
 
     return call
 
