@@ -50,7 +50,12 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
 
     generated = workdir / "generated"
     generate(generated, rows=3000, seed=seed)
-    catalogs = {"pums": load_catalog(PUMS), "generated": load_catalog(generated)}
+    broken = broken_catalog(workdir / "broken")
+    catalogs = {
+        "pums": load_catalog(PUMS),
+        "generated": load_catalog(generated),
+        "broken": load_catalog(broken),
+    }
     meta = {name: catalog_meta(cat) for name, cat in catalogs.items()}
     enterprise = [m for m in catalogs["generated"] if m.name.endswith("_enterprise")]
     first = enterprise[0]
@@ -69,7 +74,29 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
         for cat in catalogs.values()
         for m in cat
     }
-    return generated, {"meta": meta, "training": training, "grantable": grantable}
+    return workdir, {"meta": meta, "training": training, "grantable": grantable}
+
+
+def broken_catalog(out: Path) -> Path:
+    """PUMS twice, with rows that break the manifest: ages of 987 and -3, a sex of 7, an
+    income of -43217, missing values; once with ``out_of_bounds: refuse``, once ``clamp``.
+    The worker looks for 987 and 43217 in error messages (no raw value may appear there)."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (PUMS / "pums.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    rows[0] = "987,1,9,1,0,1"
+    rows[1] = "-3,7,1,3,17000,0"
+    rows[2] = "40,1,9,1,-43217,1"
+    rows[3] = "40,,9,1,,1"
+    manifest = yaml.safe_load((PUMS / "pums.yaml").read_text())
+    for policy in ("refuse", "clamp"):
+        name = f"pums_broken_{policy}"
+        (out / f"{name}.csv").write_text("\n".join([header, *rows]) + "\n")
+        doc = {**manifest, "name": name, "file": f"{name}.csv", "out_of_bounds": policy}
+        (out / f"{name}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return out
 
 
 class Lane:
@@ -115,7 +142,8 @@ class Lane:
                 str(self.out),
                 str(run_dir),
                 str(PUMS),
-                str(generated),
+                str(generated / "generated"),
+                str(generated / "broken"),
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -235,7 +263,8 @@ def summarize(
     failures: dict[tuple[str, ...], dict[str, Any]] = {}
     spent_examples: list[dict[str, Any]] = []
     slowest: list[tuple[float, int]] = []
-    multiline = rule_errors = 0
+    multiline = rule_errors = raw_values = 0
+    raw_value_examples: list[dict[str, Any]] = []
     rule_error_examples: list[dict[str, Any]] = []
     multiline_examples: list[dict[str, Any]] = []
     for i, record in results.items():
@@ -254,6 +283,12 @@ def summarize(
                         "message": record.get("message"),
                         "input": _describe(x)[:300],
                     }
+                )
+        if record.get("raw_value_in_error"):
+            raw_values += 1
+            if len(raw_value_examples) < 3:
+                raw_value_examples.append(
+                    {"index": i, "message": record.get("message"), "input": _describe(x)[:300]}
                 )
         if record.get("rule_error"):
             rule_errors += 1
@@ -316,6 +351,8 @@ def summarize(
         "refusals_with_multiline_message": multiline,
         "multiline_message_examples": multiline_examples,
         "denials_by_policy_engine_error": rule_errors,
+        "raw_values_in_errors": raw_values,
+        "raw_value_examples": raw_value_examples,
         "policy_engine_error_examples": rule_error_examples,
         "inputs_generated": len(inputs),
         "seed": seed,
@@ -343,7 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="sandbox-fuzz-"))
     try:
-        generated, info = _prepare(workdir, args.seed)
+        catalogs, info = _prepare(workdir, args.seed)
         wanted = set(args.family or ())
         inputs = generate_inputs(
             args.inputs,
@@ -360,11 +397,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["FUZZ_FULL_TRACEBACK"] = "1"
         lanes = [Lane(n, chosen[n :: args.workers], workdir, args) for n in range(args.workers)]
         for lane in lanes:
-            lane.start(generated)
+            lane.start(catalogs)
         while not all(lane.done for lane in lanes):
             time.sleep(0.2)
             for lane in lanes:
-                lane.poll(generated)
+                lane.poll(catalogs)
         results: dict[int, dict[str, Any]] = {}
         states, setup_errors = [], []
         for lane in lanes:

@@ -409,7 +409,7 @@ def _hostile_number(r: random.Random) -> Any:
 
 @st.composite
 def sql_inputs(draw: st.DrawFn, meta: Meta) -> dict[str, Any]:
-    catalog = draw(st.sampled_from(sorted(meta)))
+    catalog = draw(st.sampled_from(["pums"] * 4 + ["generated"] * 5 + ["broken"]))
     dataset = draw(st.sampled_from(sorted(meta[catalog])))
     cols = meta[catalog][dataset]
     r = random.Random(draw(st.integers(0, 2**32 - 1)))
@@ -721,7 +721,16 @@ def grant_inputs(draw: st.DrawFn, datasets: dict[str, list[str]]) -> dict[str, A
 
 # -- command line -------------------------------------------------------------------------------
 
-CLI_PATHS = ("{pums}", "{generated}", "{state}", "{missing}", "{file}", "{tmp}/out", "{garbage}")
+CLI_PATHS = (
+    "{pums}",
+    "{generated}",
+    "{broken}",
+    "{state}",
+    "{missing}",
+    "{file}",
+    "{tmp}/out",
+    "{garbage}",
+)
 
 
 @st.composite
@@ -761,6 +770,8 @@ def cli_inputs(draw: st.DrawFn, pums_sql: tuple[str, ...]) -> dict[str, Any]:
                 "verify",
                 "show",
                 "show",
+                "check",
+                "audit_check",
                 "garbage",
             ]
         )
@@ -814,6 +825,14 @@ def cli_inputs(draw: st.DrawFn, pums_sql: tuple[str, ...]) -> dict[str, Any]:
             "--seed",
             r.choice(["0", "-1", "7", "x"]),
         ]
+    elif command == "check":
+        argv = ["check", "--catalog", r.choice(["{broken}", "{pums}", "{generated}", draw(path)])]
+        if r.random() < 0.4:
+            argv += r.sample(
+                ["pums", "pums_broken_refuse", "pums_broken_clamp", "nope", "\ud800"], 2
+            )
+    elif command == "audit_check":
+        argv = ["audit", "check", "--state", r.choice(["{state}", "{state}", draw(path)])]
     elif command == "export":
         argv = [
             "audit",
@@ -856,6 +875,8 @@ def cli_inputs(draw: st.DrawFn, pums_sql: tuple[str, ...]) -> dict[str, Any]:
                 max_size=6,
             )
         )
+    if command in ("export", "show", "audit_check") and r.random() < 0.25:
+        argv += ["--keys", r.choice(["{missing}", "{file}", "{tmp}/newkeys", "{garbage}"])]
     return {"family": "cli", "variant": command, "argv": argv}
 
 

@@ -1,6 +1,6 @@
 """The fuzzer's child process: runs a batch of inputs through the governed paths.
 
-    python -m benchmarks.fuzz_worker run BATCH.pkl RESULTS.jsonl WORKDIR PUMS GENERATED
+    python -m benchmarks.fuzz_worker run BATCH.pkl RESULTS.jsonl WORKDIR PUMS GENERATED BROKEN
     python -m benchmarks.fuzz_worker check STATE_DIR [--crashed]
 
 ``run`` sets up a policy authority in ``WORKDIR/state`` (datasets registered, grants for the
@@ -45,6 +45,8 @@ CANARY_PURPOSE = "isolation canary"
 QUERY_GRANT, FILTER_GRANT = "fz-query", "fz-filter"
 TRAIN_GRANT, CANARY_GRANT = "fz-train", "fz-canary"
 DELTA_CAP = 1e-4
+#: Values planted in the broken catalog's rows (benchmarks.fuzz.broken_catalog).
+PLANTED_VALUES = ("987", "43217")
 #: The budget of the fuzzing grants: large, so that valid inputs rarely exhaust it (when one
 #: does, the refusal is legitimate and costs nothing like any other).
 EPSILON_TOTAL = 1e5
@@ -88,7 +90,7 @@ def product_frame(exc: BaseException) -> str:
 class Env:
     """The governed services of one worker, over one state directory."""
 
-    def __init__(self, workdir: Path, pums: Path, generated: Path) -> None:
+    def __init__(self, workdir: Path, pums: Path, generated: Path, broken: Path) -> None:
         from policies.authority import Authority
         from sandbox.catalog import load_catalog
         from sandbox.service import QueryService
@@ -97,7 +99,7 @@ class Env:
         self.tmp = workdir / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.state = workdir / "state"
-        self.catalog_dirs = {"pums": pums, "generated": generated}
+        self.catalog_dirs = {"pums": pums, "generated": generated, "broken": broken}
         self.catalogs = {name: load_catalog(path) for name, path in self.catalog_dirs.items()}
         self.authority = Authority(self.state)
         self._register()
@@ -350,6 +352,7 @@ class Env:
         places = {
             "{pums}": str(self.catalog_dirs["pums"]),
             "{generated}": str(self.catalog_dirs["generated"]),
+            "{broken}": str(self.catalog_dirs["broken"]),
             "{state}": str(self.state),
             "{missing}": str(self.tmp / "missing"),
             "{file}": str(self.file),
@@ -480,6 +483,10 @@ def run_one(env: Env, x: dict[str, Any]) -> dict[str, Any]:
                 out["traceback"] = traceback.format_exception(exc)
             if kind == "refused" and "\n" in str(exc):
                 out["multiline_message"] = True
+            if x.get("catalog") == "broken" and any(
+                v in str(exc) and v not in x["sql"] for v in PLANTED_VALUES
+            ):
+                out["raw_value_in_error"] = True  # a value of the rows leaked into the message
             if kind == "refused" and "rule-error" in str(exc):
                 out["rule_error"] = True  # the policy engine failed, and denied by default
             break
@@ -495,11 +502,13 @@ def run_one(env: Env, x: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_batch(batch: Path, results: Path, workdir: Path, pums: Path, generated: Path) -> int:
+def run_batch(
+    batch: Path, results: Path, workdir: Path, pums: Path, generated: Path, broken: Path
+) -> int:
     items = pickle.loads(batch.read_bytes())
     with open(results, "a", buffering=1, encoding="utf-8") as sink:
         try:
-            env = Env(workdir, pums, generated)
+            env = Env(workdir, pums, generated, broken)
         except BaseException as exc:  # noqa: BLE001
             sink.write(
                 json.dumps(
@@ -611,8 +620,8 @@ def check_state(state: Path, crashed: bool) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if argv[0] == "run":
-        batch, results, workdir, pums, generated = (Path(a) for a in argv[1:6])
-        return run_batch(batch, results, workdir, pums, generated)
+        batch, results, workdir, pums, generated, broken = (Path(a) for a in argv[1:7])
+        return run_batch(batch, results, workdir, pums, generated, broken)
     if argv[0] == "check":
         try:
             report = check_state(Path(argv[1]), crashed="--crashed" in argv)
