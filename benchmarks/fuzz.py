@@ -108,6 +108,7 @@ class Lane:
         self.workdir = workdir
         self.args = args
         self.runs = 0
+        self.fruitless = 0
         self.results: dict[int, dict[str, Any]] = {}
         self.states: list[tuple[Path, bool]] = []
         self.setup_errors: list[dict[str, Any]] = []
@@ -176,7 +177,9 @@ class Lane:
             size = self.out.stat().st_size
             if size != self.last_size:
                 self.last_size, self.last_change = size, time.monotonic()
-            elif time.monotonic() - self.last_change > self.args.hang_seconds:
+            elif time.monotonic() - self.last_change > (
+                self.args.hang_seconds if size else max(180.0, self.args.hang_seconds)
+            ):  # a child's set-up (imports, datasets, grants) is not an input's hang
                 self.proc.kill()
                 self.proc.wait()
                 self._finish(code=None, hung=True, generated=generated)
@@ -186,12 +189,17 @@ class Lane:
     def _finish(self, code: int | None, hung: bool, generated: Path) -> None:
         self.stderr.close()
         started = self._read()
+        # Pending reservations are excused only where a child died in the middle of an input.
+        self.states.append((self.run_dir / "state", started is not None))
         died = hung or code != 0
-        self.states.append((self.run_dir / "state", died))
+        if started is None and not self._remaining():
+            self.done = True  # every input has its result (a slow exit is not a failure)
+            return
         if self.setup_errors and not self.results and started is None:
             self.done = True  # the environment itself cannot be set up: nothing more to try
             return
         if started is not None:
+            self.fruitless = 0
             if hung:
                 record = {"outcome": "hang", "entry": "(no progress)", "i": started}
             else:
@@ -206,9 +214,12 @@ class Lane:
                 }
             self.results[started] = record
         elif died:
-            self.setup_errors.append({"setup_error": f"worker exited {code} between inputs"})
-            if not self._remaining() or self.runs > 50:
-                self.done = True
+            self.setup_errors.append(
+                {"setup_error": f"worker {'hung' if hung else f'exited {code}'} between inputs"}
+            )
+            self.fruitless += 1
+            if self.fruitless >= 3:
+                self.done = True  # three children in a row ran nothing: give up on this lane
                 return
         self.proc = None
         self.start(generated)
