@@ -319,7 +319,7 @@ def summarize(
                         "input": _describe(x),
                     }
                 )
-        if outcome in ("undocumented", "crash", "hang"):
+        if outcome in ("undocumented", "crash", "hang", "violation"):
             key = (
                 outcome,
                 x["family"],
@@ -356,6 +356,7 @@ def summarize(
         "log_gaps": sum(c.get("log_gaps", 0) for c in checks)
         + sum(1 for c in checks if "check_error" in c),
         "hangs": total["hang"],
+        "policy_violations": total["violation"],
         "refused": total["refused"],
         "released_or_accepted": total["ok"],
         "not_applicable": total["not_applicable"],
@@ -442,6 +443,7 @@ def _table(report: dict[str, Any]) -> str:
         f"  budget spent on refusals  {report['budget_spent_on_refusals']}",
         f"  log gaps                  {report['log_gaps']}",
         f"  hangs                     {report['hangs']}",
+        f"  policy violations         {report['policy_violations']}",
         "",
         f"{'family':<16}{'inputs':>8}{'ok':>8}{'refused':>9}{'undoc':>7}{'crash':>7}",
     ]

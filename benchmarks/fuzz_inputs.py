@@ -447,7 +447,26 @@ def sql_inputs(draw: st.DrawFn, meta: Meta) -> dict[str, Any]:
         firm = draw(st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=40)))
     elif who == "odd_purpose":
         purpose = draw(st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=40)))
+    extra: dict[str, Any] = {}
+    if draw(st.integers(0, 9)) == 0:  # name a grant, or ask for another minimum group size
+        extra = draw(
+            st.sampled_from(
+                [
+                    {"grant_id": "fz-canary"},
+                    {"grant_id": "fz-query"},
+                    {"grant_id": "no-such-grant"},
+                    {"grant_id": "fz:query"},
+                    {"grant_id": "\ud800"},
+                    {"grant_id": ""},
+                    {"min_group_size": 0},
+                    {"min_group_size": -1},
+                    {"min_group_size": 10**9},
+                    {"min_group_size": 10**30},
+                ]
+            )
+        )
     return {
+        **extra,
         "family": "sql",
         "catalog": catalog,
         "dataset": dataset,

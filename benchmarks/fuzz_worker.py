@@ -271,9 +271,17 @@ class Env:
 
     def run_sql(self, x: dict[str, Any]) -> tuple[str, Any]:
         service = self.services[x["catalog"]]
-        return "QueryService.query", lambda: service.query(
-            x["firm"], x["purpose"], x["sql"], x["epsilon"], x["delta"]
-        )
+        options = {k: x[k] for k in ("grant_id", "min_group_size") if k in x}
+
+        def query() -> None:
+            result = service.query(
+                x["firm"], x["purpose"], x["sql"], x["epsilon"], x["delta"], **options
+            )
+            # Deny by default: only the fuzzing firm holds query grants here.
+            if x["firm"] != FIRM or result.grant_id not in (QUERY_GRANT, FILTER_GRANT):
+                raise PolicyViolation(f"released to {x['firm']!r} under {result.grant_id!r}")
+
+        return "QueryService.query", query
 
     def run_job(self, x: dict[str, Any]) -> list[tuple[str, Any]]:
         from federation.job import JobSpec
@@ -397,6 +405,10 @@ class Env:
         return cli_verdict(proc.returncode, proc.stdout, proc.stderr, None)
 
 
+class PolicyViolation(Exception):
+    """A governed path released what no grant allows."""
+
+
 class _NotApplicable(Exception):
     """The product has no entry point for this input yet."""
 
@@ -466,6 +478,9 @@ def run_one(env: Env, x: dict[str, Any]) -> dict[str, Any]:
             call()
         except _NotApplicable as exc:
             out = {"outcome": "not_applicable", "entry": entry, "message": str(exc)}
+            break
+        except PolicyViolation as exc:
+            out = {"outcome": "violation", "entry": entry, "message": short(str(exc), 200)}
             break
         except BaseException as exc:  # noqa: BLE001 - classifying is the point
             if isinstance(exc, KeyboardInterrupt):

@@ -19,6 +19,12 @@ def test_short_fuzz_run_finds_nothing(capsys):
     ]
     summary = {
         k: report[k]
-        for k in ("crashes", "undocumented_exceptions", "budget_spent_on_refusals", "log_gaps")
+        for k in (
+            "crashes",
+            "undocumented_exceptions",
+            "budget_spent_on_refusals",
+            "log_gaps",
+            "policy_violations",
+        )
     }
     assert summary == dict.fromkeys(summary, 0), (summary, failures)
