@@ -15,9 +15,11 @@ The accountant claims that DP-SGD with noise multiplier sigma, Poisson rate q an
    (:func:`federation.dpsgd.train_local`), once with DP at each claimed epsilon and once
    without DP, with the same canaries, inclusion bits and settings.
 4. Each canary gets a membership score: the log-likelihood the trained model gives its label.
-   The auditor guesses "in" for the ``k`` highest scores, "out" for the ``k`` lowest, and
-   abstains on the rest.
-5. If training is (epsilon, delta)-DP, the number of correct guesses among the ``r = 2k`` is
+   The auditor guesses "in" for the ``guesses_in`` highest scores and "out" for the
+   ``guesses_out`` lowest, and abstains on the rest. Members are never confidently wrong, while
+   an over-fitted model is confidently wrong on many non-members; the highest scores mix both
+   (the model extrapolates confidently), so the default makes "out" guesses only.
+5. If training is (epsilon, delta)-DP, the number of correct guesses among the ``r`` made is
    stochastically dominated by Binomial(r, e^epsilon / (1 + e^epsilon)), up to a delta term
    (Theorem 5.2 of the paper). :func:`epsilon_lower_bound` reports the largest epsilon that the
    observed count rejects at 95% confidence: an empirical lower bound on the true epsilon.
