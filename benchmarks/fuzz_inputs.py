@@ -636,7 +636,12 @@ def grant_inputs(draw: st.DrawFn, datasets: dict[str, list[str]]) -> dict[str, A
     r = random.Random(draw(st.integers(0, 2**32 - 1)))
     variant = draw(
         st.sampled_from(
-            ("valid",) * 2 + ("mutated",) * 5 + ("random",) + ("file",) * 2 + ("dataset",)
+            ("valid",) * 2
+            + ("mutated",) * 5
+            + ("random",)
+            + ("file",) * 2
+            + ("dataset",)
+            + ("revoke",)
         )
     )
     number = draw(st.integers(0, 10**9))
@@ -645,6 +650,15 @@ def grant_inputs(draw: st.DrawFn, datasets: dict[str, list[str]]) -> dict[str, A
             st.dictionaries(st.sampled_from(GRANT_FIELDS) | st.text(max_size=8), json_values)
         )
         return {"family": "grant", "variant": variant, "grant": grant}
+    if variant == "revoke":
+        hostile = draw(st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=30)))
+        return {
+            "family": "grant",
+            "variant": variant,
+            "grant_id": r.choice([hostile, "no-such-grant", "fz:query", "fz-query:x", "FZ-QUERY"]),
+            "revoked_by": r.choice(["official-1", hostile]),
+            "reason": r.choice(["fuzzing", hostile]),
+        }
     if variant == "dataset":
         policy = {
             "dataset_id": f"fz-ds-{number}",

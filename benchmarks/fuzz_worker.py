@@ -304,6 +304,12 @@ class Env:
         from policies.grants import Grant
 
         holder: dict[str, Any] = {}
+        if x["variant"] == "revoke":  # never one of the fuzzing grants: hostile or unknown ids
+
+            def revoke_unknown() -> None:
+                self.authority.revoke_grant(x["grant_id"], x["revoked_by"], x["reason"])
+
+            return [("Authority.revoke_grant", revoke_unknown), ("canary query", self.canary)]
         if x["variant"] == "dataset":
 
             def parse_policy() -> None:
