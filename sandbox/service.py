@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.authority import Authority
-from policies.bounds import check_delta, check_epsilon
 from policies.datasets import DataLevel, DatasetPolicy
 from policies.engine import Decision
 from policies.grants import Action, ColumnUse
 from policies.requests import ColumnRef, Request
 from sandbox.catalog import Catalog, Classification, Manifest
-from sandbox.engine import QueryEngine, check_privacy_parameters
+from sandbox.engine import QueryEngine, check_dataset_delta, check_privacy_parameters
 from sandbox.errors import SandboxError
 from sandbox.release import QueryResult
 
@@ -125,9 +124,9 @@ class QueryService:
         Raises only the project's errors: ``SandboxError`` subclasses (bad SQL, parameters,
         ``Denied``) and ``PolicyError`` subclasses (budget, revocation, state).
         """
-        epsilon, delta = check_privacy_parameters(epsilon, delta)
-        epsilon, delta = check_epsilon(epsilon), check_delta(delta)  # the ledger's floor
+        epsilon, delta = check_privacy_parameters(epsilon, delta)  # the ledger's floor too
         plan = self.engine.plan(sql)  # bad SQL: refused before any decision or charge
+        delta = check_dataset_delta(self.catalog[plan.dataset], delta)
         uses = plan.column_uses()
         if any(a.kind == "count" and a.column is None for a in plan.aggregates):
             uses[ROW_COUNT] = {"aggregate"}  # counting rows is a use a grant must allow

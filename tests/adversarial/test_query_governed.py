@@ -53,3 +53,15 @@ def test_refused_before_any_charge(service, sql):
         service.query("acme", "research", sql, 0.5)
     assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
     assert service.engine.context("pums").odometer_loss() == (0.0, 0.0)
+
+
+def test_a_delta_the_dataset_refuses_is_refused_before_the_decision(service):
+    """delta=0.5 would let singleton keys through partition selection: refused on public
+    metadata before the policy engine is asked, so no decision is logged and nothing spent."""
+    from sandbox.errors import PrivacyParameterError
+
+    decisions_before = len(service.authority.log.search(kind="decision"))
+    with pytest.raises(PrivacyParameterError):
+        service.query("acme", "research", "SELECT COUNT(*) AS n FROM pums", 0.5, delta=0.5)
+    assert len(service.authority.log.search(kind="decision")) == decisions_before
+    assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
