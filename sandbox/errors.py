@@ -5,7 +5,14 @@ raises only these, or the ``policies`` errors of the governed paths; never a par
 Polars, OpenDP, numpy or sqlite error.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from policies.errors import PrivacyParameterError as _PolicyPrivacyParameterError
+
+if TYPE_CHECKING:
+    from policies.engine import Decision
 
 
 class SandboxError(Exception):
@@ -40,3 +47,19 @@ class PrivacyParameterError(QueryError, _PolicyPrivacyParameterError):
     """epsilon or delta is not finite, below the floor, or above what the dataset allows.
 
     Also a ``policies.errors.PrivacyParameterError``: one ``except`` catches both sides."""
+
+
+class Denied(SandboxError):
+    """The policy engine denied the request; ``decision`` holds every reason.
+
+    Each reason's message says what to change (the grant, the purpose, the columns or the
+    budget) before asking again."""
+
+    def __init__(self, decision: Decision):
+        self.decision = decision
+        reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons)
+        super().__init__(f"denied: {reasons}")
+
+
+class TrainingError(SandboxError):
+    """A training job could not be set up from the catalog."""
