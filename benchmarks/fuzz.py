@@ -244,6 +244,8 @@ def _check_states(states: list[tuple[Path, bool]], workers: int) -> list[dict[st
                     text=True,
                 )
             )
+        if not running:
+            continue
         proc = running.pop(0)
         out, _ = proc.communicate()
         try:
@@ -479,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(args)
     print(json.dumps(report, indent=2, default=str) if args.json else _table(report))
-    return 0
+    return 2 if report["setup_errors"] and not report["inputs"] else 0
 
 
 if __name__ == "__main__":
