@@ -1,14 +1,16 @@
 """The policy authority: one object that grants, decides, charges and records every use.
 
-This is the facade the query service and training jobs call. Each call writes its entry to
-the transparency log in the same SQLite transaction as the change it records, so the log
-holds every grant change, request, decision, reservation, release (with the SHA-256 of what
-was released), withheld result and refund, and a crash can never separate a budget change
-from its entry.
+This is the facade the query service and training jobs call: ``decide`` a request, then
+``use`` the permits (:mod:`policies.use`: reserve, run, commit or refund). Each call writes
+its entry to the transparency log in the same SQLite transaction as the change it records,
+so the log holds every grant change, request, decision, reservation, release (with the
+SHA-256 of what was released), withheld result and refund, and a crash can never separate a
+budget change from its entry.
 
 A permit is issued with an unguessable ``decision_id`` recorded in the store; ``reserve``
 looks it up, uses the stored obligations (never the caller's object), and consumes it. A
-revocation wins: ``reserve`` and ``commit`` check the grant inside their own transaction.
+revocation wins: ``reserve`` and ``commit`` check the grant inside their own transaction
+(:mod:`policies.reservations`).
 
 >>> import tempfile, pathlib
 >>> authority = Authority(pathlib.Path(tempfile.mkdtemp()) / "state")
@@ -19,50 +21,35 @@ revocation wins: ``reserve`` and ``commit`` check the grant inside their own tra
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from policies import reservations
 from policies.datasets import DatasetPolicy
 from policies.db import Database, private_dir
 from policies.engine import Decision, PolicyEngine
-from policies.errors import (
-    BudgetExceededError,
-    DecisionError,
-    GrantRevokedError,
-    InvalidRequestError,
-    KeyFileError,
-    LedgerMismatchError,
-    ReservationStateError,
-    StateError,
-)
+from policies.errors import InvalidRequestError, KeyFileError, LedgerMismatchError, StateError
 from policies.grants import Grant
 from policies.keys import load_signing_key
-from policies.ledger import (
-    BudgetLedger,
-    Remaining,
-    Reservation,
-    ReservationState,
-    check_digest,
-    dataset_account,
-    grant_account,
-    loss_units,
-)
+from policies.ledger import BudgetLedger, Remaining, Reservation, dataset_account, grant_account
 from policies.log import TransparencyLog
+from policies.loss import PrivacyLoss
 from policies.parsing import describe
 from policies.registry import Registry, UnreadableGrant
-from policies.replay import LEDGER_KINDS, replay
+from policies.replay import ledger_differences
 from policies.requests import Request
+from policies.reservations import Books, decision_ref, release_digest
 from policies.treehead import SignedTreeHead
+from policies.use import OnFailure, Outcome, Settled, governed_use, refund_all
 
 #: The one database of a state directory: registry, ledger, decisions and log.
 DB_FILE = "state.db"
@@ -78,47 +65,13 @@ CREATE TABLE IF NOT EXISTS decisions (
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def release_digest(released: bytes) -> str:
-    """SHA-256 hex digest of exactly what was released (the bytes sent to the firm)."""
-    return hashlib.sha256(released).hexdigest()
-
-
-def decision_ref(decision_id: str) -> str:
-    """What the log records of a decision id: its SHA-256 (the id itself stays secret)."""
-    return hashlib.sha256(decision_id.encode()).hexdigest()
+T = TypeVar("T")
 
 
 def default_keys_dir(state_dir: Path) -> Path:
     """Where the signing key lives by default: ``<state_dir>-keys`` beside the state directory."""
     state_dir = Path(state_dir)
     return state_dir.parent / f"{state_dir.name}-keys"
-
-
-def ledger_differences(db: Database, limit: int = 5) -> list[str]:
-    """How the stored ledger differs from what the log implies (empty if it does not).
-
-    Reads every ledger entry of the log in one snapshot with the ledger tables; an
-    impossible sequence of entries is reported as a difference too.
-    """
-    conn = db.conn()
-    conn.execute("BEGIN")  # one snapshot for both sides
-    try:
-        marks = ",".join("?" * len(LEDGER_KINDS))
-        rows = conn.execute(
-            f"SELECT data FROM entries WHERE kind IN ({marks}) ORDER BY idx", LEDGER_KINDS
-        )
-        try:
-            expected = replay(json.loads(data) for (data,) in rows)
-        except LedgerMismatchError as exc:
-            return [str(exc)]
-        except ValueError:
-            return ["a ledger entry of the log is not JSON"]
-        stored = BudgetLedger.read_snapshot(conn)
-    finally:
-        conn.execute("COMMIT")
-    return expected.differences(stored, limit)
 
 
 def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -185,6 +138,7 @@ class Authority:
         self.public_key: Ed25519PublicKey = key.public_key()
         self._clock = clock
         self.engine = PolicyEngine(self.registry, self.ledger, clock=clock)
+        self._books = Books(self.db, self.registry, self.ledger, self.log, clock)
         self._record_policy()
         if verify_ledger:
             self.verify_ledger()
@@ -307,20 +261,6 @@ class Authority:
             )
         return stored
 
-    def _grant_problem(self, conn: sqlite3.Connection, grant_id: str) -> str | None:
-        """Why the grant may no longer be used (read inside the caller's transaction)."""
-        try:
-            grant = self.registry.grant_record(grant_id, conn)
-        except InvalidRequestError as exc:
-            return str(exc)
-        if isinstance(grant, UnreadableGrant):
-            if grant.revoked:
-                return f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
-            return f"grant {grant_id} cannot be read ({grant.problem})"
-        if grant.revoked:
-            return f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
-        return None
-
     # -- uses -----------------------------------------------------------------------------
 
     @_guarded
@@ -339,7 +279,7 @@ class Authority:
         common = {"firm": request.firm, "dataset": request.dataset, "request_digest": digest}
         decision_fields = {**common, **decision.to_json()}
         if decision.permit and ob is not None:
-            units = loss_units(ob.loss)
+            units = ob.loss.units
             decision_id = secrets.token_hex(16)
             decision_fields["decision_ref"] = decision_ref(decision_id)
         with self.db.transaction() as conn:
@@ -368,151 +308,50 @@ class Authority:
         return replace(decision, log_index=index, decision_id=decision_id)
 
     @_guarded
-    def reserve(self, decision: Decision) -> Reservation:
+    def reserve(self, decision: Decision, spend: PrivacyLoss | None = None) -> Reservation:
         """Reserve the loss of a permit issued by :meth:`decide`, once, and log it.
 
-        The decision is looked up by its id; the firm, grant, dataset and loss charged are
-        the ones stored when it was issued. Raises :class:`DecisionError` for a decision not
-        issued here or already used, :class:`GrantRevokedError` if the grant was revoked
-        since, :class:`BudgetExceededError` if the budget no longer allows it (both logged,
-        nothing charged).
+        The firm, grant, dataset and loss are the ones stored when it was issued; ``spend``
+        (at most that loss) is charged instead when the use will spend less. Raises
+        :class:`DecisionError` for a decision not issued here or already used,
+        :class:`GrantRevokedError` if the grant was revoked since, and
+        :class:`BudgetExceededError` if the budget no longer allows it (both logged, nothing
+        charged). Prefer :meth:`use`, which also commits or refunds.
         """
-        if not isinstance(decision, Decision) or not decision.permit:
-            raise InvalidRequestError("only a permit can be reserved; this decision is a deny")
-        if not isinstance(decision.decision_id, str) or not decision.decision_id:
-            raise DecisionError(
-                "this decision was not issued by the authority (it has no decision id); "
-                "call Authority.decide and reserve what it returns"
-            )
-        error: Exception | None = None
-        reservation = None
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT firm, grant_id, dataset, eps, delta, rho, plan_digest, request_digest, "
-                "used_ms, reservation_id FROM decisions WHERE decision_id = ?",
-                (decision.decision_id,),
-            ).fetchone()
-            if row is None:
-                raise DecisionError(
-                    "this decision was not issued by the authority; call Authority.decide and "
-                    "reserve what it returns"
-                )
-            firm, grant_id, dataset, eps, delta, rho, plan, request_digest, used, prior = row
-            if used is not None:
-                raise DecisionError(
-                    f"this decision was already used (reservation {prior}); a decision is "
-                    "good for one reservation: decide again"
-                )
-            fields: dict[str, Any] = {
-                "firm": firm,
-                "dataset": dataset,
-                "grant_id": grant_id,
-                "decision_ref": decision_ref(decision.decision_id),
-                "request_digest": request_digest,
-                "plan_digest": plan,
-            }
-            problem = self._grant_problem(conn, grant_id)
-            if problem is None:
-                try:
-                    reservation = self.ledger.reserve_units(
-                        conn, grant_id, dataset, firm, (eps, delta, rho)
-                    )
-                except BudgetExceededError as exc:
-                    error = exc
-                    fields.update(status="refused", reason=str(exc))
-            else:
-                error = GrantRevokedError(f"{problem}; nothing was reserved")
-                fields.update(status="refused", reason=problem)
-            if reservation is not None:
-                fields.update(
-                    status="reserved",
-                    reservation_id=reservation.reservation_id,
-                    epsilon=reservation.epsilon,
-                    delta=reservation.delta,
-                    rho=reservation.rho,
-                    units={"epsilon": eps, "delta": delta, "rho": rho},
-                )
-            conn.execute(
-                "UPDATE decisions SET used_ms = ?, reservation_id = ? WHERE decision_id = ?",
-                (
-                    self._now_ms(),
-                    None if reservation is None else reservation.reservation_id,
-                    decision.decision_id,
-                ),
-            )
-            self.log.append_in(conn, [("reservation", fields)])
-        if error is not None:
-            raise error
-        assert reservation is not None
-        return reservation
+        return reservations.reserve(self._books, decision, spend)
 
     @_guarded
     def commit(self, reservation: Reservation, released: bytes) -> int:
         """Charge the reservation for good and log the release with its digest; return the index.
 
         Call this before handing ``released`` to the firm. If the grant was revoked since the
-        decision, nothing may be released: the reservation stays charged (the mechanism may
-        have run), a ``withheld`` entry is logged, and :class:`GrantRevokedError` is raised.
+        decision, nothing may be released: the reservation stays charged, a ``withheld``
+        entry is logged, and :class:`GrantRevokedError` is raised.
         """
-        if not isinstance(released, bytes | bytearray):
-            raise InvalidRequestError("released must be the bytes handed to the firm")
-        digest = check_digest(release_digest(bytes(released)))
-        rid = _reservation_id(reservation)
-        error: Exception | None = None
-        with self.db.transaction() as conn:
-            current = self.ledger.reservation(rid, conn)
-            if current.state != ReservationState.RESERVED:
-                raise ReservationStateError(
-                    f"reservation {rid} is already {current.state}; it cannot be released"
-                )
-            fields: dict[str, Any] = {
-                "firm": current.firm,
-                "dataset": current.dataset,
-                "grant_id": current.grant_id,
-                "reservation_id": rid,
-                "epsilon": current.epsilon,
-                "delta": current.delta,
-                "rho": current.rho,
-            }
-            problem = self._grant_problem(conn, current.grant_id)
-            if problem is None:
-                self.ledger.resolve(conn, rid, ReservationState.COMMITTED, digest)
-                (index,) = self.log.append_in(
-                    conn, [("release", {**fields, "release_sha256": digest})]
-                )
-            else:
-                self.ledger.resolve(conn, rid, ReservationState.WITHHELD)
-                (index,) = self.log.append_in(
-                    conn, [("withheld", {**fields, "reason": problem, "result_sha256": digest})]
-                )
-                error = GrantRevokedError(
-                    f"{problem}; the result must not be handed out (its budget stays charged)"
-                )
-        if error is not None:
-            raise error
-        return index
+        return reservations.commit(self._books, reservation, released)
 
     @_guarded
     def refund(self, reservation: Reservation) -> int:
         """Give the budget back (only if nothing was released) and log it; return the index."""
-        rid = _reservation_id(reservation)
-        with self.db.transaction() as conn:
-            done = self.ledger.refund(rid, conn)
-            (index,) = self.log.append_in(
-                conn,
-                [
-                    (
-                        "refund",
-                        {
-                            "firm": done.firm,
-                            "dataset": done.dataset,
-                            "grant_id": done.grant_id,
-                            "reservation_id": done.reservation_id,
-                        },
-                    )
-                ],
-            )
-        return index
+        return reservations.refund(self._books, reservation)
+
+    def use(
+        self,
+        decisions: Sequence[Decision],
+        run: Callable[[tuple[Reservation, ...]], Outcome[T]],
+        *,
+        spend: Sequence[PrivacyLoss] | None = None,
+        on_failure: OnFailure = refund_all,
+    ) -> Settled[T]:
+        """The governed-use path, the one way queries and training jobs spend budget.
+
+        Reserve each permit's loss (or the ``spend`` the use calibrated, never more), call
+        ``run(reservations)``, then commit its released bytes, or, when nothing was handed
+        out, refund each reservation unless ``on_failure`` reports what left under it.
+        Every step writes its ledger change and log entry in one transaction. See
+        :mod:`policies.use`.
+        """
+        return governed_use(self, decisions, run, spend=spend, on_failure=on_failure)
 
     @_guarded
     def remaining(self, grant_id: str, dataset: str) -> Remaining:
@@ -542,8 +381,13 @@ class Authority:
             raise StateError(f"cannot write the export {path}: {exc.strerror}") from None
 
 
-def _reservation_id(reservation: Reservation) -> str:
-    rid = getattr(reservation, "reservation_id", None)
-    if not isinstance(rid, str) or not rid:
-        raise ReservationStateError("not a reservation returned by Authority.reserve")
-    return rid
+__all__ = [
+    "DB_FILE",
+    "Authority",
+    "Outcome",
+    "Settled",
+    "decision_ref",
+    "default_keys_dir",
+    "ledger_differences",
+    "release_digest",
+]

@@ -34,10 +34,10 @@ RHO_MIN = 1e-9
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PrivacyParameterError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise PrivacyParameterError(f"{name} must be a finite number, got {value!r}")
-    return value
+    number = float(value)
+    if not math.isfinite(number):
+        raise PrivacyParameterError(f"{name} must be a finite number, got {number!r}")
+    return number
 
 
 def check_epsilon(value: Any, name: str = "epsilon") -> float:

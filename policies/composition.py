@@ -17,6 +17,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from policies.errors import PrivacyParameterError
+from policies.loss import PrivacyLoss
+
+#: The loss of one use (the name composition has always used): see :mod:`policies.loss`.
+Loss = PrivacyLoss
+
 
 def zcdp_to_epsilon(rho: float, delta: float) -> float:
     """Epsilon of (epsilon, delta)-DP implied by rho-zCDP.
@@ -25,29 +31,20 @@ def zcdp_to_epsilon(rho: float, delta: float) -> float:
     2.4508
     """
     if rho < 0:
-        raise ValueError(f"rho must be >= 0, got {rho}")
+        raise PrivacyParameterError(f"rho must be >= 0, got {rho}; give a zCDP rho of at least 0")
     if rho == 0:
         return 0.0
     if not 0 < delta < 1:
-        raise ValueError(f"converting zCDP needs 0 < delta < 1, got {delta}")
+        raise PrivacyParameterError(
+            f"converting zCDP needs 0 < delta < 1, got {delta}; reserve a delta share for it"
+        )
     return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))
 
 
 @dataclass(frozen=True)
-class Loss:
-    """The privacy loss of one use: (epsilon, delta) or, for a Gaussian mechanism, rho-zCDP.
-
-    For a zCDP loss, ``delta`` is the share of delta reserved for its conversion and
-    ``epsilon`` is ignored by composition.
-    """
-
-    epsilon: float = 0.0
-    delta: float = 0.0
-    rho: float | None = None
-
-
-@dataclass(frozen=True)
 class Total:
+    """What a sequence of losses adds up to, and by which rule."""
+
     epsilon: float
     delta: float
     basic_epsilon: float
@@ -56,7 +53,7 @@ class Total:
     zcdp_delta: float
 
 
-def compose(losses: Iterable[Loss]) -> Total:
+def compose(losses: Iterable[PrivacyLoss]) -> Total:
     """Total (epsilon, delta) of running all ``losses``.
 
     >>> compose([Loss(0.5, 1e-7), Loss(0.25, 0.0)]).epsilon

@@ -106,7 +106,8 @@ class Database:
     def cursor(self) -> sqlite3.Cursor:
         """This thread's reusable cursor (for single-row reads on the hot path)."""
         self.conn()
-        return self._local.cursor
+        cursor: sqlite3.Cursor = self._local.cursor
+        return cursor
 
     def version(self) -> tuple[int, int]:
         """Changes whenever the file changed since the last call, from any connection."""

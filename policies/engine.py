@@ -1,178 +1,37 @@
 """The policy engine: ``decide(request) -> Decision``.
 
-Who may do what for which purpose is decided by Cedar (``cedarpy``) over the rules in
-``policies/rules/*.cedar`` with grants and datasets as entities: deny by default, and a
-forbid (a global rule, or one failed check of the grant) beats any permit. Cedar has no
-floats, so epsilon travels as integer micro-epsilon. A permit is then checked against the
-budget ledger. The decision lists every reason: the permitting grant, or each failed check.
+Who may do what for which purpose is decided by Cedar (through :mod:`policies.cedar`) over
+the rules in ``policies/rules/*.cedar`` with grants and datasets as entities: deny by
+default, and a forbid (a global rule, or one failed check of the grant) beats any permit.
+A permit is then checked against the budget ledger. The decision lists every reason: the
+permitting grant, or each failed check.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import cedarpy
-
-from policies.composition import Loss
+from policies.cedar import CedarRequest, CedarRules, Entities, entity_set, load_rules, uid
 from policies.datasets import DatasetPolicy
+from policies.decision import Decision, Obligations, Reason
 from policies.errors import PolicyError
-from policies.grants import Action, ColumnUse, Grant
+from policies.grants import Action, Grant
 from policies.ledger import BudgetLedger
 from policies.registry import Registry, UnreadableDataset, UnreadableGrant
-from policies.requests import ColumnRef, Request
-
-RULE_FILES = ("global.cedar", "grants.cedar")
-
-
-def load_rules() -> str:
-    """The Cedar policy text the engine enforces (global rules first)."""
-    folder = resources.files("policies") / "rules"
-    return "\n".join((folder / name).read_text(encoding="utf-8") for name in RULE_FILES)
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a decision went the way it did: a Cedar rule id or a ledger/registry check."""
-
-    code: str
-    message: str
-    grant_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Obligations:
-    """What a permit obliges the caller to do: reserve ``loss``, touch only ``columns``,
-    suppress released groups smaller than ``min_group_size``."""
-
-    grant_id: str
-    firm: str
-    dataset: str
-    loss: Loss
-    columns: tuple[ColumnRef, ...]
-    min_group_size: int
-    plan_digest: str | None = None  # a training job's approved plan (SHA-256 of its spec)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A decision. Only one issued by :meth:`policies.Authority.decide` (it has a
-    ``decision_id`` recorded by the authority) can be reserved, and only once; the
-    reservation uses the obligations the authority stored, not the fields of this object."""
-
-    permit: bool
-    reasons: tuple[Reason, ...]
-    obligations: Obligations | None
-    policy_digest: str
-    request_digest: str | None = None  # set by the authority when it logs the request
-    log_index: int | None = None
-    decision_id: str | None = None  # set by the authority when it issues a permit
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "decision": "permit" if self.permit else "deny",
-            "reasons": [
-                {"code": r.code, "message": r.message, "grant_id": r.grant_id} for r in self.reasons
-            ],
-            "grant_id": self.obligations.grant_id if self.obligations else None,
-            "request_digest": self.request_digest,
-            "policy_digest": self.policy_digest,
-            "plan_digest": self.obligations.plan_digest if self.obligations else None,
-        }
-
-
-# A JSON string literal, escaped exactly as json.dumps escapes it (its C implementation).
-_encode_str = json.encoder.encode_basestring_ascii
-
-
-_ACTION_UIDS = {a: {"type": "Action", "id": a.value} for a in Action}
-
-try:  # the Rust call under cedarpy.is_authorized_batch, minus the wrapper's result objects
-    from cedarpy._internal import is_authorized_batch as _native_batch
-except ImportError:  # pragma: no cover - a cedarpy without it: use the public wrapper
-    _native_batch = None
-_decode_json = json.JSONDecoder().raw_decode
-
-
-def _response(text: str) -> dict[str, Any]:
-    """Decode one Cedar response, skipping its trailing timing ``metrics`` when it can.
-
-    Cedar writes ``metrics`` last; the object before it decodes to exactly the same keys and
-    values as the full text. If that prefix is not a whole object with the decision and its
-    diagnostics, the full text is decoded instead.
-    """
-    cut = text.rfind(',"metrics":')
-    if cut > 0:
-        try:
-            head = _decode_json(text[:cut] + "}")[0]
-        except ValueError:
-            head = None
-        if isinstance(head, dict) and "decision" in head and "diagnostics" in head:
-            return head
-    return _decode_json(text)[0]
-
-
-def _authorize(
-    batch: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: cedarpy.Entities
-) -> list[tuple[bool, tuple[str, ...], tuple[str, ...]]]:
-    """``(allowed, rule codes, errors)`` for each request of ``batch``, as Cedar decides them.
-
-    The codes are the ``@id`` of every policy that determined the decision, sorted. The
-    native call and ``cedarpy.is_authorized_batch`` give the same answers (a test checks);
-    the native one skips the wrapper's per-result objects and its slower JSON parse.
-    """
-    native_entities = getattr(entities, "_inner", None)
-    if _native_batch is None or native_entities is None:
-        out = []
-        for result in cedarpy.is_authorized_batch(batch, policies, entities):
-            d = result.diagnostics
-            ids = d.id_annotations_by_reason
-            codes = tuple(sorted({ids.get(p, p) for p in d.reasons}))
-            out.append((result.allowed, codes, tuple(d.errors)))
-        return out
-    return [_parse(text) for text in _native_batch(batch, policies, native_entities, None, False)]
-
-
-_PARSED: dict[str, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
-_PARSED_MAX = 1024
-
-
-def _parse(text: str) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
-    """``(allowed, rule codes, errors)`` of one Cedar response.
-
-    Responses differ only in their timing ``metrics`` for the same outcome, so the outcome
-    is remembered by the text before them (a pure function of that text; at most
-    ``_PARSED_MAX`` entries).
-    """
-    cut = text.rfind(',"metrics":')
-    key = text[:cut] if cut > 0 else text
-    parsed = _PARSED.get(key)
-    if parsed is None:
-        response = _response(text)
-        d = response.get("diagnostics", {})
-        ids = d.get("id_annotations_by_reason", {})
-        codes = tuple(sorted({ids.get(p, p) for p in d.get("reason", ())}))
-        parsed = (response["decision"] == "Allow", codes, tuple(d.get("errors", ())))
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[key] = parsed
-    return parsed
+from policies.requests import Request
 
 
 @dataclass(frozen=True)
 class _Candidate:
     """A grant with the parts of a decision that depend only on the grant, built once per
-    registry revision: the start of the Cedar context naming it, and its permit message."""
+    registry revision: its reference in the Cedar context, and its permit reasons."""
 
     grant: Grant
-    context_head: str
+    grant_uid: dict[str, dict[str, str]]
     permit_message: str
     permit_reasons: dict[tuple[str, ...], tuple[Reason, ...]] = field(default_factory=dict)
 
@@ -190,7 +49,7 @@ class _Candidate:
 def _candidate(g: Grant) -> _Candidate:
     return _Candidate(
         g,
-        '{"grant":{"__entity":{"type":"Grant","id":' + _encode_str(g.grant_id) + "}}",
+        uid("Grant", g.grant_id),
         f"grant {g.grant_id} v{g.version} ({g.purpose}; {g.legal_basis}; "
         f"approved by {g.approved_by}) covers this use",
     )
@@ -198,106 +57,16 @@ def _candidate(g: Grant) -> _Candidate:
 
 @dataclass
 class _Snapshot:
+    """The registry as the engine uses it, rebuilt when the registry's revision moves."""
+
     revision: int
     grants: dict[str, _Candidate]
     by_firm_dataset: dict[tuple[str, str], tuple[_Candidate, ...]]
     datasets: dict[str, DatasetPolicy]
-    entities: cedarpy.Entities
+    entities: Entities
     bad_grants: dict[str, UnreadableGrant] = field(default_factory=dict)
     bad_by_firm: dict[str, tuple[UnreadableGrant, ...]] = field(default_factory=dict)
     bad_datasets: dict[str, UnreadableDataset] = field(default_factory=dict)
-
-
-def _uid(kind: str, ident: str) -> dict[str, dict[str, str]]:
-    return {"__entity": {"type": kind, "id": ident}}
-
-
-def _micro(value: float) -> int:
-    return math.ceil(value * 1_000_000 - 1e-6)
-
-
-def _dataset_items(datasets: list[DatasetPolicy]) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for d in datasets:
-        items.append(
-            {
-                "uid": {"type": "Dataset", "id": d.dataset_id},
-                "attrs": {
-                    "level": str(d.level),
-                    "identity_column_uses": sorted(
-                        f"{d.dataset_id}/{col}/{use}"
-                        for col in d.identity_columns
-                        for use in ColumnUse
-                    ),
-                },
-                "parents": [],
-            }
-        )
-    return items
-
-
-def _grant_item(g: Grant) -> dict[str, Any]:
-    column_uses = sorted(
-        f"{name}/{col}/{use}"
-        for name, terms in g.datasets.items()
-        for col, rule in terms.columns.items()
-        for use in rule.uses
-    )
-    return {
-        "uid": {"type": "Grant", "id": g.grant_id},
-        "attrs": {
-            "firm": _uid("Firm", g.firm),
-            "datasets": [_uid("Dataset", name) for name in sorted(g.datasets)],
-            "purpose": g.purpose,
-            "actions": [_uid("Action", str(a)) for a in sorted(g.actions)],
-            "column_uses": column_uses,
-            "epsilon_per_use_micro": math.floor(g.epsilon_per_use * 1_000_000 + 1e-6),
-            "min_group_size": g.min_group_size,
-            "models": sorted(g.models),
-            "valid_from": int(g.valid_from.timestamp()),
-            "valid_until": int(g.valid_until.timestamp()),
-            "revoked": g.revoked,
-        },
-        "parents": [],
-    }
-
-
-def _entities(
-    grants: list[Grant], datasets: list[DatasetPolicy]
-) -> tuple[cedarpy.Entities, list[UnreadableGrant]]:
-    """The Cedar entity set, and the grants Cedar (or the conversion) could not take.
-
-    One grant Cedar refuses must not stop every decision: if the whole set is refused, each
-    grant is tried on its own and the failing ones are left out (they permit nothing).
-    """
-    base = _dataset_items(datasets)
-    items, bad = [], []
-    for g in grants:
-        try:
-            items.append(_grant_item(g))
-        except (ValueError, OverflowError, TypeError) as exc:
-            bad.append(_unusable(g, type(exc).__name__))
-    try:
-        return cedarpy.Entities.from_json_str(json.dumps(base + items)), bad
-    except Exception:  # noqa: BLE001 - Cedar's own error types; isolate the culprit below
-        pass
-    kept = []
-    for item in items:
-        try:
-            cedarpy.Entities.from_json_str(json.dumps([*base, item]))
-        except Exception:  # noqa: BLE001
-            bad.append(
-                UnreadableGrant(item["uid"]["id"], 0, None, "Cedar refuses this grant's entity")
-            )
-            continue
-        kept.append(item)
-    return cedarpy.Entities.from_json_str(json.dumps(base + kept)), bad
-
-
-def _unusable(g: Grant, problem: str) -> UnreadableGrant:
-    return UnreadableGrant(
-        g.grant_id, g.version, g.firm, f"grant cannot be converted for Cedar ({problem})"
-    )
 
 
 class PolicyEngine:
@@ -316,9 +85,9 @@ class PolicyEngine:
     ) -> None:
         self.registry = registry
         self.ledger = ledger
-        self.rules = load_rules() if rules is None else rules
-        self.policy_digest = hashlib.sha256(self.rules.encode()).hexdigest()
-        self._policies = cedarpy.PolicySet.from_str(self.rules)
+        self.cedar = CedarRules(load_rules() if rules is None else rules)
+        self.rules = self.cedar.text
+        self.policy_digest = self.cedar.digest
         self._clock = clock
         self._snapshot: _Snapshot | None = None
         self._reload_lock = threading.Lock()
@@ -334,8 +103,12 @@ class PolicyEngine:
                 return snap
             grants, bad = self.registry.grant_records()
             datasets, bad_datasets = self.registry.dataset_records()
-            entities, refused = _entities(grants, datasets)
-            bad = bad + refused
+            entities, refused = entity_set(grants, datasets)
+            bad = bad + [
+                UnreadableGrant(g.grant_id, g.version, g.firm, refused[g.grant_id])
+                for g in grants
+                if g.grant_id in refused
+            ]
             bad_ids = {b.grant_id for b in bad}
             grants = [g for g in grants if g.grant_id not in bad_ids]
             candidates = {g.grant_id: _candidate(g) for g in grants}
@@ -404,43 +177,37 @@ class PolicyEngine:
                     Reason("no-grant", f"no grant names firm {request.firm!r} and dataset {ds!r}")
                 )
         now = int(self._clock())
-        # The context as a JSON string (cedarpy hands it to Cedar untouched), written out
-        # directly: the grant's part is built once per registry revision, the rest here.
-        prefix = ds + "/"
-        column_uses = sorted({prefix + c.name + "/" + c.use for c in request.columns})
-        model = "" if request.model is None else ',"model":' + _encode_str(request.model)
-        tail = (
-            f',"purpose":{_encode_str(request.purpose)}'
-            f',"column_uses":[{",".join(map(_encode_str, column_uses))}]'
-            f',"epsilon_micro":{_micro(request.epsilon):d}'
-            f',"min_group_size":{request.min_group_size:d},"now":{now:d}{model}}}'
-        )
-        principal = {"type": "Firm", "id": request.firm}
-        action = _ACTION_UIDS[request.action]
-        resource = {"type": "Dataset", "id": ds}
+        context: dict[str, Any] = {
+            "purpose": request.purpose,
+            "column_uses": sorted({f"{ds}/{c.name}/{c.use}" for c in request.columns}),
+            "epsilon_micro": request.loss.units.epsilon,
+            "now": now,
+        }
+        if request.min_group_size is not None:
+            context["min_group_size"] = request.min_group_size
+        if request.model is not None:
+            context["model"] = request.model
+        action = str(request.action)
         batch = [
-            {
-                "principal": principal,
-                "action": action,
-                "resource": resource,
-                "context": candidate.context_head + tail,
-            }
-            for candidate in candidates
+            CedarRequest(request.firm, action, ds, {**context, "grant": c.grant_uid})
+            for c in candidates
         ]
-        results = _authorize(batch, self._policies, snap.entities)
+        results = self.cedar.authorize(batch, snap.entities)
         reasons: list[Reason] = []
-        for candidate, (allowed, codes, errors) in zip(candidates, results, strict=True):
+        for candidate, outcome in zip(candidates, results, strict=True):
             grant = candidate.grant
-            if errors:
-                reasons.append(Reason("rule-error", "; ".join(errors), grant.grant_id))
+            if outcome.errors:
+                reasons.append(Reason("rule-error", "; ".join(outcome.errors), grant.grant_id))
                 continue
-            if allowed:
-                permit = self._permit(request, candidate, codes)
+            if outcome.allowed:
+                permit = self._permit(request, candidate, outcome.codes)
                 if permit.permit:
                     return permit
                 reasons.extend(permit.reasons)
-            elif codes:
-                reasons.extend(_explain(code, request, grant, dataset, now) for code in codes)
+            elif outcome.codes:
+                reasons.extend(
+                    _explain(code, request, grant, dataset, now) for code in outcome.codes
+                )
             else:
                 reasons.append(
                     Reason(
@@ -454,7 +221,7 @@ class PolicyEngine:
 
     def _permit(self, request: Request, candidate: _Candidate, codes: tuple[str, ...]) -> Decision:
         grant_id = candidate.grant.grant_id
-        loss = Loss(request.epsilon, request.delta, request.rho)
+        loss = request.loss
         if self.ledger is not None:
             try:
                 short = self.ledger.check(grant_id, request.dataset, loss)
@@ -470,7 +237,7 @@ class PolicyEngine:
             request.dataset,
             loss,
             request.columns,
-            max(request.min_group_size, candidate.grant.min_group_size),
+            max(request.min_group_size or 1, candidate.grant.min_group_size),
             request.plan_digest,
         )
         return Decision(True, candidate.reasons(codes), obligations, self.policy_digest)
@@ -516,7 +283,10 @@ def _explain(code: str, request: Request, grant: Grant, dataset: DatasetPolicy, 
     elif code == "epsilon-over-per-use-cap":
         msg = f"epsilon {request.epsilon} exceeds the per-use cap {g.epsilon_per_use}"
     elif code == "group-size-below-minimum":
-        msg = f"minimum group size {request.min_group_size} is below the grant's {g.min_group_size}"
+        msg = (
+            f"minimum group size {request.min_group_size} is below the grant's "
+            f"{g.min_group_size}; ask for {g.min_group_size} or more, or leave it out"
+        )
     elif code == "model-not-approved":
         approved = ", ".join(sorted(g.models)) or "none"
         msg = f"model {request.model!r} is not approved (approved: {approved})"

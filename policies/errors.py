@@ -1,4 +1,8 @@
-"""Exceptions raised by the policies package. Each message says what to do next."""
+"""Every exception the policies package raises, under one root: :class:`PolicyError`.
+
+Each message says what to do next. Some also derive from ``ValueError`` or ``KeyError`` so
+code that catches those keeps working; none of ours is raised as a bare built-in error.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +56,15 @@ class DecisionError(InvalidRequestError):
 
 class GrantRevokedError(PolicyError):
     """The grant was revoked (or became unusable) after the decision: nothing may be released."""
+
+
+class ProofError(PolicyError, ValueError):
+    """A Merkle proof does not verify, or its parameters are out of range."""
+
+
+class TreeHeadError(PolicyError, ValueError):
+    """A tree head is malformed or its signature does not verify."""
+
+
+class VerificationError(PolicyError, ValueError):
+    """The export is not a complete, untampered log signed by the given key."""

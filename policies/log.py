@@ -219,7 +219,8 @@ class TransparencyLog:
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Entries matching every given filter, oldest first (or newest first), as dicts."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         for column, value in (
             ("kind", kind),
             ("firm", firm),

@@ -17,16 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
-from policies.errors import PolicyError
+from policies.errors import ProofError as ProofError  # re-exported: raised here
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 NodeGetter = Callable[[int, int], bytes]
-
-
-class ProofError(PolicyError, ValueError):
-    """A Merkle proof does not verify, or its parameters are out of range."""
 
 
 def leaf_hash(entry: bytes) -> bytes:

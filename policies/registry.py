@@ -111,7 +111,7 @@ def _checked(model: Any, cls: type, what: str) -> str:
     or holding a value JSON cannot carry, such as infinity, is refused here)."""
     from policies.parsing import parse_model
 
-    body = model.model_dump_json()
+    body: str = model.model_dump_json()
     parse_model(cls, body, what)
     return body
 
@@ -232,12 +232,16 @@ class Registry:
 
     def grant_records(self) -> tuple[list[Grant], list[UnreadableGrant]]:
         """Current versions of all grants: the readable ones, and the unreadable ones."""
-        good, bad = [], []
+        good: list[Grant] = []
+        bad: list[UnreadableGrant] = []
         for grant_id, version, body in self._conn().execute(
             _CURRENT.format(t="grants", k="grant_id")
         ):
             found = read_grant(grant_id, version, body)
-            (bad if isinstance(found, UnreadableGrant) else good).append(found)
+            if isinstance(found, UnreadableGrant):
+                bad.append(found)
+            else:
+                good.append(found)
         return good, bad
 
     def grants(self) -> list[Grant]:
@@ -262,12 +266,16 @@ class Registry:
         return stored
 
     def dataset_records(self) -> tuple[list[DatasetPolicy], list[UnreadableDataset]]:
-        good, bad = [], []
+        good: list[DatasetPolicy] = []
+        bad: list[UnreadableDataset] = []
         for dataset_id, version, body in self._conn().execute(
             _CURRENT.format(t="datasets", k="dataset_id")
         ):
             found = read_dataset(dataset_id, version, body)
-            (bad if isinstance(found, UnreadableDataset) else good).append(found)
+            if isinstance(found, UnreadableDataset):
+                bad.append(found)
+            else:
+                good.append(found)
         return good, bad
 
     def datasets(self) -> list[DatasetPolicy]:

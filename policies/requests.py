@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from policies.bounds import check_delta, check_epsilon, check_rho
+from policies.errors import InvalidRequestError
 from policies.grants import Action, ColumnUse
+from policies.loss import PrivacyLoss
 
 
 class ColumnRef(BaseModel):
@@ -20,14 +21,18 @@ class ColumnRef(BaseModel):
 class Request(BaseModel):
     """One query or training job, as declared by the firm.
 
-    ``epsilon``/``delta`` is the (epsilon, delta)-DP guarantee of the whole use. For a
-    Gaussian mechanism also give ``rho`` (its zCDP parameter): the ledger then composes it
-    under zCDP, with ``delta`` as the share reserved for converting it.
+    ``epsilon``/``delta`` is the (epsilon, delta)-DP guarantee of the whole use, checked once
+    as :attr:`loss`. For a Gaussian mechanism also give ``rho`` (its zCDP parameter): the
+    ledger then composes it under zCDP, with ``delta`` as the share reserved for converting it.
+
+    The smallest group a release may show is the grant's ``min_group_size``, which the
+    decision's obligations carry; a firm may ask for a larger one here (``min_group_size``),
+    never a smaller one (that request is denied).
 
     >>> r = Request(firm="acme", dataset="tax", purpose="p", action="query", epsilon=0.1,
-    ...             columns=[ColumnRef(name="income", use="aggregate")], min_group_size=10)
-    >>> r.column_uses()
-    ['income/aggregate']
+    ...             columns=[ColumnRef(name="income", use="aggregate")])
+    >>> r.column_uses(), r.loss.units.epsilon
+    (['income/aggregate'], 100000)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,7 +45,7 @@ class Request(BaseModel):
     epsilon: float
     delta: float = 0.0
     rho: float | None = None
-    min_group_size: int = Field(ge=1)
+    min_group_size: int | None = Field(default=None, ge=1)
     model: str | None = None
     grant_id: str | None = None
     plan_digest: str | None = Field(
@@ -48,29 +53,19 @@ class Request(BaseModel):
         pattern=r"^[0-9a-f]{64}$",
         description="a training job's approved plan: SHA-256 hex of the job spec's canonical JSON",
     )
-
-    @field_validator("epsilon")
-    @classmethod
-    def _epsilon(cls, value: float) -> float:
-        return check_epsilon(value)
-
-    @field_validator("delta")
-    @classmethod
-    def _delta(cls, value: float) -> float:
-        return check_delta(value)
-
-    @field_validator("rho")
-    @classmethod
-    def _rho(cls, value: float | None) -> float | None:
-        return None if value is None else check_rho(value)
+    _loss: PrivacyLoss = PrivateAttr()
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
         if self.action == Action.TRAIN and not self.model:
-            raise ValueError("a training request must name its model")
-        if self.rho is not None and self.delta <= 0:
-            raise ValueError("a Gaussian (rho) request needs delta > 0")
+            raise InvalidRequestError("a training request must name its model")
+        self._loss = PrivacyLoss(self.epsilon, self.delta, self.rho)
         return self
+
+    @property
+    def loss(self) -> PrivacyLoss:
+        """The privacy loss this request declares, validated once."""
+        return self._loss
 
     def column_uses(self) -> list[str]:
         return sorted({f"{c.name}/{c.use}" for c in self.columns})

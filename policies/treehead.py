@@ -16,14 +16,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from policies.errors import PolicyError
+from policies.errors import TreeHeadError as TreeHeadError  # re-exported: raised here
 from policies.keys import key_id
 
 HEADER = "gov-data-sandbox transparency log tree head v1"
-
-
-class TreeHeadError(PolicyError, ValueError):
-    """A tree head is malformed or its signature does not verify."""
 
 
 @dataclass(frozen=True)

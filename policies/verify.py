@@ -22,15 +22,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from policies.errors import PolicyError
+from policies.errors import TreeHeadError
+from policies.errors import VerificationError as VerificationError  # re-exported: raised here
 from policies.merkle import TreeBuilder, leaf_hash
-from policies.treehead import SignedTreeHead, TreeHeadError, verify_tree_head
+from policies.treehead import SignedTreeHead, verify_tree_head
 
 EXPORT_FORMAT = "gov-data-sandbox-transparency-log/1"
-
-
-class VerificationError(PolicyError, ValueError):
-    """The export is not a complete, untampered log signed by the given key."""
 
 
 @dataclass(frozen=True)

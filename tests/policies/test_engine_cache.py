@@ -11,7 +11,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import pytest
 from policy_helpers import NOW, credit_grant, query, tax_dataset
 
 import policies.engine as engine_module
@@ -138,37 +137,30 @@ def _requests() -> list:
     ]
 
 
-def test_native_cedar_call_and_public_wrapper_agree(
-    authority: Authority, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert engine_module._native_batch is not None  # the fast path is the one under test
-    fast = [authority.engine.decide(r) for r in _requests()]
-    monkeypatch.setattr(engine_module, "_native_batch", None)
-    slow = [authority.engine.decide(r) for r in _requests()]
-    assert fast == slow
-    assert [d.permit for d in fast] == [
+def test_decisions_through_the_public_cedar_api(authority: Authority) -> None:
+    decided = [authority.engine.decide(r) for r in _requests()]
+    assert [d.permit for d in decided] == [
         True, False, False, False, False, True, False, False, False, False
     ]  # fmt: skip
+    assert codes(decided[7]) == {"group-size-below-minimum"}
+    again = [authority.engine.decide(r) for r in _requests()]  # warm snapshot and reasons
+    assert again == decided
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        '{"decision":"Allow","diagnostics":{"reason":["policy2"],'
-        '"id_annotations_by_reason":{"policy2":"x"},"errors":[]},"metrics":{"a":1}}',
-        '{"metrics":{"a":1},"decision":"Allow","diagnostics":{"reason":["policy2"],'
-        '"id_annotations_by_reason":{"policy2":"x"},"errors":[]}}',
-        '{"decision":"Allow","metrics":{"a":1},"diagnostics":{"reason":["policy2"],'
-        '"id_annotations_by_reason":{"policy2":"x"},"errors":[]}}',
-        '{"decision":"Allow","diagnostics":{"reason":["policy2"],'
-        '"id_annotations_by_reason":{"policy2":"x"},"errors":[],"metrics":{}}}',
-    ],
-)
-def test_response_decoding_does_not_depend_on_where_metrics_are(text: str) -> None:
-    response = engine_module._response(text)
-    assert response["decision"] == "Allow"
-    assert response["diagnostics"]["reason"] == ["policy2"]
-    assert response["diagnostics"]["id_annotations_by_reason"] == {"policy2": "x"}
+def test_only_the_cedar_module_uses_cedarpy_and_never_its_private_parts() -> None:
+    folder = Path(engine_module.__file__).parent
+    users = sorted(p.name for p in folder.glob("*.py") if "cedarpy" in p.read_text("utf-8"))
+    assert users == ["cedar.py"]
+    assert "_internal" not in (folder / "cedar.py").read_text("utf-8")
+
+
+def test_the_decision_cache_lives_on_the_engine(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "grants.db")
+    registry.put_dataset(tax_dataset())
+    registry.create_grant(credit_grant())
+    one, two = (PolicyEngine(registry, clock=lambda: NOW) for _ in range(2))
+    assert one.decide(query()).permit
+    assert one._snapshot is not None and two._snapshot is None  # nothing shared
 
 
 def test_engine_without_ledger_still_decides(tmp_path: Path) -> None:
@@ -194,15 +186,3 @@ def test_deciding_leaves_no_read_transaction_open(authority: Authority) -> None:
         finally:
             other.close()
         assert busy == 0, path
-
-
-def test_parsed_responses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "_PARSED", {})
-    monkeypatch.setattr(engine_module, "_PARSED_MAX", 8)
-    for i in range(20):
-        text = (
-            f'{{"decision":"Deny","diagnostics":{{"reason":["p{i}"],'
-            f'"id_annotations_by_reason":{{}},"errors":[]}},"metrics":{{"t":{i}}}}}'
-        )
-        assert engine_module._parse(text) == (False, (f"p{i}",), ())
-        assert len(engine_module._PARSED) <= 8
