@@ -27,26 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies import merkle
 from policies.db import FILE_MODE, Database, connect, open_database
+from policies.entries import ENTRY_KINDS as ENTRY_KINDS  # re-exported
+from policies.entries import encode_entry as encode_entry  # re-exported
+from policies.entries import validated_entry
 from policies.errors import InvalidRequestError, LogIntegrityError
 from policies.treehead import SignedTreeHead, sign_tree_head
 from policies.verify import EXPORT_FORMAT
 
-ENTRY_KINDS = frozenset(
-    {
-        "request",
-        "decision",
-        "reservation",
-        "release",
-        "withheld",
-        "refund",
-        "grant",
-        "revocation",
-        "dataset",
-        "policy",
-    }
-)
 _T = TypeVar("_T")
-_RESERVED_FIELDS = frozenset({"index", "ts_ms", "kind"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL);
@@ -66,17 +54,6 @@ CREATE TABLE IF NOT EXISTS tree_heads (
 
 def _node_key(level: int, index: int) -> int:
     return (level << 48) | index
-
-
-def encode_entry(index: int, ts_ms: int, kind: str, fields: Mapping[str, Any]) -> bytes:
-    """Canonical bytes of one entry (the exact bytes the leaf hash covers).
-
-    >>> encode_entry(0, 5, "policy", {"digest": "ab"})
-    b'{"digest":"ab","index":0,"kind":"policy","ts_ms":5}'
-    """
-    body = dict(fields)
-    body.update(index=index, ts_ms=ts_ms, kind=kind)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass
@@ -250,7 +227,7 @@ class TransparencyLog:
 
         Concurrent callers are committed together (one transaction, one fsync).
         """
-        item = _Pending(kind, self._validated(kind, fields))
+        item = _Pending(kind, validated_entry(kind, fields))
         with self._queue_lock:
             self._pending.append(item)
         with self._write_lock:
@@ -269,26 +246,10 @@ class TransparencyLog:
 
     def append_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
         """Append several entries in one durable transaction; return their indices."""
-        batch = [_Pending(kind, self._validated(kind, fields)) for kind, fields in items]
+        batch = [_Pending(kind, validated_entry(kind, fields)) for kind, fields in items]
         with self._write_lock:
             self._write(batch)
         return [p.index for p in batch if p.index is not None]
-
-    @staticmethod
-    def _validated(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        if kind not in ENTRY_KINDS:
-            raise InvalidRequestError(
-                f"unknown log entry kind {kind!r}; use one of {sorted(ENTRY_KINDS)}"
-            )
-        clash = _RESERVED_FIELDS.intersection(fields)
-        if clash:
-            raise InvalidRequestError(f"log entry fields {sorted(clash)} are set by the log")
-        body = dict(fields)
-        try:
-            encode_entry(0, 0, kind, body)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(f"log entry is not JSON-serialisable: {exc}") from exc
-        return body
 
     def append_in(
         self, conn: sqlite3.Connection, items: Sequence[tuple[str, Mapping[str, Any]]]
@@ -297,7 +258,7 @@ class TransparencyLog:
 
         They commit (or roll back) with whatever else that transaction writes.
         """
-        batch = [_Pending(kind, self._validated(kind, fields)) for kind, fields in items]
+        batch = [_Pending(kind, validated_entry(kind, fields)) for kind, fields in items]
         self._insert(conn, batch)
         return [p.index for p in batch if p.index is not None]
 
