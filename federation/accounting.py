@@ -9,9 +9,18 @@ Everything a node releases about its rows during a job is charged here:
   (``eval_epsilon`` in total).
 
 The components compose by basic (sequential) composition: the epsilons add up and the delta is
-that of DP-SGD. :func:`predict_cost` is computed from the configuration only, before any
-training, so the ledger can reserve it; :func:`spent_cost` recomputes it from the steps that
-were actually taken, which can only be fewer, so spent never exceeds the prediction.
+that of DP-SGD. The accountant is consulted once per job: :func:`plan_job` resolves every
+node's sampling rate, steps and noise and predicts each dataset's cost from the configuration
+alone, before any training, so the ledger can reserve it. The runners, the nodes' approvals and
+the model card all read that one :class:`JobPlan`. :func:`spent_cost` recomputes the cost from
+the steps that were actually taken, which can only be fewer, so spent never exceeds the
+prediction.
+
+>>> spec = JobSpec(model="logreg", features=("x",), label="y", nodes=("a",),
+...                sample_rate=0.01, target_epsilon=3.0, rounds=5)
+>>> plan = plan_job(spec)
+>>> plan.total_steps("a"), plan.predicted["a"].epsilon <= 3.0
+(500, True)
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -55,12 +65,23 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class JobPlan:
-    """Resolved per-node training parameters for a job."""
+    """A job resolved once: every node's DP-SGD parameters and every dataset's predicted cost.
+
+    ``config_hash`` and ``rows_per_node`` record what the plan was made from, so a runner given
+    a plan can check that it belongs to the job it runs. ``client_noise_multiplier`` and
+    ``client_level`` are set only for client-level DP (``spec.client_dp``).
+    """
 
     nodes: Mapping[str, NodePlan]
     rounds: int
+    predicted: Mapping[str, PrivacyCost] = field(default_factory=dict)
+    config_hash: str = ""
+    rows_per_node: Mapping[str, int] | None = None
+    client_noise_multiplier: float | None = None
+    client_level: PrivacyCost | None = None
 
     def total_steps(self, node: str) -> int:
+        """The DP-SGD steps ``node`` may take over the whole job."""
         return self.nodes[node].steps_per_round * self.rounds
 
 
@@ -80,8 +101,13 @@ def dpsgd_epsilon(
         return 0.0
     if noise_multiplier <= 0:
         return math.inf
+    return _epsilon(float(noise_multiplier), float(sample_rate), int(steps), delta, accountant)
+
+
+@lru_cache(maxsize=1024)
+def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
     acc = create_accountant(mechanism=accountant)
-    acc.history = [(noise_multiplier, sample_rate, steps)]
+    acc.history = [(sigma, q, steps)]
     with warnings.catch_warnings():
         # Opacus warns when the optimal RDP order is the largest one; the bound stays valid.
         warnings.filterwarnings("ignore", message="Optimal order")
@@ -101,25 +127,35 @@ def calibrate_noise_multiplier(
     >>> dpsgd_epsilon(sigma, 0.01, 1000, 1e-5) <= 1.0
     True
     """
+    return _calibrated(float(target_epsilon), float(delta), float(sample_rate), steps, accountant)
+
+
+@lru_cache(maxsize=256)
+def _calibrated(target: float, delta: float, q: float, steps: int, accountant: str) -> float:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Optimal order")
-            sigma = get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=accountant,
-                epsilon_tolerance=0.01,
+            sigma = float(
+                get_noise_multiplier(
+                    target_epsilon=target,
+                    target_delta=delta,
+                    sample_rate=q,
+                    steps=steps,
+                    accountant=accountant,
+                    epsilon_tolerance=0.01,
+                )
             )
     except ValueError as exc:
         raise InvalidJobError(
-            f"target epsilon {target_epsilon} is too small for {steps} steps at sample rate "
-            f"{sample_rate}; raise the epsilon, or lower the rounds, epochs or sample rate"
+            f"target epsilon {target} is too small for {steps} steps at sample rate {q}; "
+            "raise the epsilon, or lower the rounds, epochs or sample rate"
         ) from exc
-    if dpsgd_epsilon(sigma, sample_rate, steps, delta, accountant) > target_epsilon:
-        raise InvalidJobError("noise calibration did not reach the target epsilon")
-    return float(sigma)
+    if dpsgd_epsilon(sigma, q, steps, delta, accountant) > target:
+        raise InvalidJobError(
+            f"noise calibration did not reach the target epsilon {target}; raise the epsilon "
+            "or give noise_multiplier instead"
+        )
+    return sigma
 
 
 def check_client_dp_nodes(spec: JobSpec) -> None:
@@ -134,53 +170,101 @@ def check_client_dp_nodes(spec: JobSpec) -> None:
         )
 
 
+def sample_rate_for(spec: JobSpec, node: str, rows_per_node: Mapping[str, int] | None) -> float:
+    """The Poisson sampling rate of ``node``: ``sample_rate``, or ``batch_size / public rows``."""
+    if spec.sample_rate is not None:
+        return spec.sample_rate
+    rows = (rows_per_node or {}).get(node)
+    if rows is None or spec.batch_size is None:
+        raise InvalidJobError(
+            f"the job gives batch_size, so the public row count of {node!r} is needed "
+            f"in rows_per_node; or give sample_rate instead"
+        )
+    if rows <= 0:
+        raise InvalidJobError(
+            f"rows_per_node[{node!r}] must be positive, got {rows}; pass the dataset's public "
+            "row count from its catalog metadata"
+        )
+    return min(1.0, spec.batch_size / rows)
+
+
+def steps_per_round(local_epochs: float, sample_rate: float) -> int:
+    """DP-SGD steps per round: ``local_epochs`` expected passes over the rows.
+
+    >>> steps_per_round(1.0, 0.01)
+    100
+    """
+    return max(1, math.ceil(local_epochs / sample_rate))
+
+
+def sgd_target_epsilon(spec: JobSpec) -> float:
+    """What ``target_epsilon`` leaves for DP-SGD after the row count and the evaluation."""
+    target = spec.target_epsilon if spec.target_epsilon is not None else math.inf
+    left = target - spec.count_epsilon - spec.eval_epsilon
+    if left <= 0:
+        raise InvalidJobError(
+            f"target_epsilon={spec.target_epsilon} leaves nothing for training after "
+            f"count_epsilon={spec.count_epsilon} and eval_epsilon={spec.eval_epsilon}; raise "
+            "target_epsilon or lower the other two"
+        )
+    return left
+
+
+def _check_delta(spec: JobSpec, node: str, rows_per_node: Mapping[str, int] | None) -> None:
+    rows = (rows_per_node or {}).get(node)
+    if spec.dp and rows is not None and spec.target_delta >= 1.0 / max(rows, 1):
+        raise InvalidJobError(
+            f"target_delta={spec.target_delta} is not below 1/rows of {node!r} "
+            f"({rows} rows); choose a smaller delta"
+        )
+
+
+def plan_node(spec: JobSpec, node: str, rows_per_node: Mapping[str, int] | None) -> NodePlan:
+    """Sampling rate, steps per round and noise multiplier of one node."""
+    q = sample_rate_for(spec, node, rows_per_node)
+    _check_delta(spec, node, rows_per_node)
+    steps = steps_per_round(spec.local_epochs, q)
+    if not spec.dp:
+        sigma = 0.0
+    elif spec.noise_multiplier is not None:
+        sigma = spec.noise_multiplier
+    else:
+        sigma = calibrate_noise_multiplier(
+            sgd_target_epsilon(spec), spec.target_delta, q, steps * spec.rounds, spec.accountant
+        )
+    return NodePlan(sample_rate=q, steps_per_round=steps, noise_multiplier=sigma)
+
+
 def plan_job(spec: JobSpec, rows_per_node: Mapping[str, int] | None = None) -> JobPlan:
-    """Resolve sampling rate, steps and noise for every node.
+    """Resolve sampling rate, steps and noise for every node and predict every dataset's cost.
 
     ``rows_per_node`` is the *public* row count of each dataset (from its catalog metadata); it
-    is needed only when the spec gives ``batch_size`` instead of ``sample_rate``.
+    is needed when the spec gives ``batch_size`` instead of ``sample_rate``, and checks that
+    ``target_delta`` is below one over the rows.
     """
     check_client_dp_nodes(spec)
-    plans: dict[str, NodePlan] = {}
-    for node in spec.nodes:
-        if spec.sample_rate is not None:
-            q = spec.sample_rate
-        else:
-            if rows_per_node is None or node not in rows_per_node:
-                raise InvalidJobError(
-                    f"the job gives batch_size, so the public row count of {node!r} is needed "
-                    f"in rows_per_node; or give sample_rate instead"
-                )
-            rows = rows_per_node[node]
-            if rows <= 0:
-                raise InvalidJobError(f"rows_per_node[{node!r}] must be positive, got {rows}")
-            q = min(1.0, spec.batch_size / rows)  # type: ignore[operator]
-        public_rows = (rows_per_node or {}).get(node)
-        if spec.dp and public_rows is not None and spec.target_delta >= 1.0 / max(public_rows, 1):
-            raise InvalidJobError(
-                f"target_delta={spec.target_delta} is not below 1/rows of {node!r} "
-                f"({public_rows} rows); choose a smaller delta"
-            )
-        steps = max(1, math.ceil(spec.local_epochs / q))
-        if not spec.dp:
-            sigma = 0.0
-        elif spec.noise_multiplier is not None:
-            sigma = spec.noise_multiplier
-        else:
-            sgd_target = spec.target_epsilon - spec.count_epsilon - spec.eval_epsilon  # type: ignore[operator]
-            if sgd_target <= 0:
-                raise InvalidJobError(
-                    f"target_epsilon={spec.target_epsilon} leaves nothing for training after "
-                    f"count_epsilon={spec.count_epsilon} and eval_epsilon={spec.eval_epsilon}"
-                )
-            sigma = calibrate_noise_multiplier(
-                sgd_target, spec.target_delta, q, steps * spec.rounds, spec.accountant
-            )
-        plans[node] = NodePlan(sample_rate=q, steps_per_round=steps, noise_multiplier=sigma)
-    return JobPlan(nodes=plans, rounds=spec.rounds)
+    nodes = {node: plan_node(spec, node, rows_per_node) for node in spec.nodes}
+    predicted = {
+        node: dataset_cost(spec, p, p.steps_per_round * spec.rounds, counted=True, evaluated=True)
+        for node, p in nodes.items()
+    }
+    client_sigma = client_noise_multiplier(spec) if spec.client_dp else None
+    return JobPlan(
+        nodes=nodes,
+        rounds=spec.rounds,
+        predicted=predicted,
+        config_hash=spec.config_hash(),
+        rows_per_node=dict(rows_per_node) if rows_per_node is not None else None,
+        client_noise_multiplier=client_sigma,
+        client_level=client_level_cost(spec, noise_multiplier=client_sigma),
+    )
 
 
-def _cost(spec: JobSpec, plan: NodePlan, steps: int, counted: bool, evaluated: bool) -> PrivacyCost:
+def dataset_cost(
+    spec: JobSpec, plan: NodePlan, steps: int, *, counted: bool, evaluated: bool
+) -> PrivacyCost:
+    """The cost on one dataset of ``steps`` DP-SGD steps, plus the row count and evaluation
+    when they were released."""
     if not spec.dp:
         sgd = math.inf if steps else 0.0
     else:
@@ -199,18 +283,14 @@ def _cost(spec: JobSpec, plan: NodePlan, steps: int, counted: bool, evaluated: b
 def predict_cost(
     spec: JobSpec, rows_per_node: Mapping[str, int] | None = None
 ) -> dict[str, PrivacyCost]:
-    """The whole job's privacy cost per dataset, from its configuration alone.
+    """The whole job's privacy cost per dataset: ``plan_job(spec, rows_per_node).predicted``.
 
     >>> spec = JobSpec(model="logreg", features=("x",), label="y", nodes=("a",),
     ...                sample_rate=0.01, target_epsilon=3.0, rounds=5)
     >>> predict_cost(spec)["a"].epsilon <= 3.0
     True
     """
-    plan = plan_job(spec, rows_per_node)
-    return {
-        node: _cost(spec, p, plan.total_steps(node), counted=True, evaluated=True)
-        for node, p in plan.nodes.items()
-    }
+    return dict(plan_job(spec, rows_per_node).predicted)
 
 
 def spent_cost(
@@ -233,7 +313,9 @@ def spent_cost(
                 f"node {node!r} reports {steps} steps, more than the {plan.total_steps(node)} "
                 f"reserved; treat this node as faulty"
             )
-        out[node] = _cost(spec, p, steps, counted.get(node, False), evaluated.get(node, False))
+        out[node] = dataset_cost(
+            spec, p, steps, counted=counted.get(node, False), evaluated=evaluated.get(node, False)
+        )
     return out
 
 
@@ -258,3 +340,58 @@ def check_budget(
             + "; ".join(problems)
             + "). Lower target_epsilon, rounds or local_epochs, or ask for a larger budget."
         )
+
+
+# --- client-level DP (unit: a whole node; see federation.client_dp) ---------------------------
+
+
+def client_noise_multiplier(spec: JobSpec) -> float:
+    """The noise multiplier of the node-level Gaussian mechanism: given, or calibrated so the
+    job's client-level epsilon is at most ``client_target_epsilon``."""
+    check_client_dp_nodes(spec)
+    if not spec.client_dp:
+        raise InvalidJobError(
+            "this job does not use client-level DP (client_dp=False); set client_dp=True "
+            "to ask for it"
+        )
+    if spec.client_noise_multiplier is not None:
+        return spec.client_noise_multiplier
+    target = spec.client_target_epsilon
+    if target is None:
+        raise InvalidJobError("with client_dp=True give client_target_epsilon or a noise")
+    return calibrate_noise_multiplier(
+        target, spec.client_delta, spec.client_sample_rate, spec.rounds
+    )
+
+
+def client_level_epsilon(
+    noise_multiplier: float, client_sample_rate: float, rounds: int, delta: float
+) -> float:
+    """Epsilon (add/remove one node) after ``rounds`` Poisson-subsampled Gaussian releases.
+
+    >>> round(client_level_epsilon(1.0, 0.1, 100, 1e-5), 1)
+    7.9
+    """
+    return dpsgd_epsilon(noise_multiplier, client_sample_rate, rounds, delta, "rdp")
+
+
+def client_level_cost(
+    spec: JobSpec,
+    rounds_released: int | None = None,
+    noise_multiplier: float | None = None,
+) -> PrivacyCost | None:
+    """The job's client-level cost (one federation-wide guarantee), or None without client DP.
+
+    ``rounds_released`` defaults to every round of the job (the prediction);
+    ``noise_multiplier`` to :func:`client_noise_multiplier` (pass the plan's to skip it).
+    """
+    if not spec.client_dp:
+        return None
+    sigma = client_noise_multiplier(spec) if noise_multiplier is None else noise_multiplier
+    rounds = spec.rounds if rounds_released is None else rounds_released
+    eps = client_level_epsilon(sigma, spec.client_sample_rate, rounds, spec.client_delta)
+    return PrivacyCost(
+        epsilon=eps,
+        delta=spec.client_delta if rounds else 0.0,
+        components={"client_rounds": float(rounds), "noise_multiplier": sigma},
+    )

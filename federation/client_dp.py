@@ -20,7 +20,8 @@ One round (DP-FedAvg with a fixed denominator, McMahan et al. 2018):
 
 Each round is a Poisson-subsampled Gaussian mechanism on nodes; over ``rounds`` rounds its
 epsilon comes from Opacus' RDP accountant with sampling rate ``q``
-(:func:`client_level_epsilon`). Nothing here samples noise by hand.
+(:func:`federation.accounting.client_level_epsilon`, re-exported here with the other client-level
+accounting). Nothing here samples noise by hand.
 """
 
 from __future__ import annotations
@@ -34,13 +35,11 @@ import opendp.prelude as dp
 
 from federation.accounting import (
     MIN_CLIENT_DP_NODES,
-    PrivacyCost,
-    calibrate_noise_multiplier,
-    check_client_dp_nodes,
-    dpsgd_epsilon,
+    client_level_cost,
+    client_level_epsilon,
+    client_noise_multiplier,
 )
-from federation.errors import InvalidJobError
-from federation.job import JobSpec
+from federation.errors import MechanismError
 
 dp.enable_features("contrib")
 
@@ -57,50 +56,6 @@ __all__ = [
 ]
 
 Weights = Mapping[str, np.ndarray]
-
-
-def client_noise_multiplier(spec: JobSpec) -> float:
-    """The noise multiplier of the node-level Gaussian mechanism: given, or calibrated so the
-    job's client-level epsilon is at most ``client_target_epsilon``."""
-    check_client_dp_nodes(spec)
-    if not spec.client_dp:
-        raise InvalidJobError("this job does not use client-level DP (client_dp=False)")
-    if spec.client_noise_multiplier is not None:
-        return spec.client_noise_multiplier
-    return calibrate_noise_multiplier(
-        spec.client_target_epsilon,  # type: ignore[arg-type]
-        spec.client_delta,
-        spec.client_sample_rate,
-        spec.rounds,
-    )
-
-
-def client_level_epsilon(
-    noise_multiplier: float, client_sample_rate: float, rounds: int, delta: float
-) -> float:
-    """Epsilon (add/remove one node) after ``rounds`` Poisson-subsampled Gaussian releases.
-
-    >>> round(client_level_epsilon(1.0, 0.1, 100, 1e-5), 1)
-    7.9
-    """
-    return dpsgd_epsilon(noise_multiplier, client_sample_rate, rounds, delta, "rdp")
-
-
-def client_level_cost(spec: JobSpec, rounds_released: int | None = None) -> PrivacyCost | None:
-    """The job's client-level cost (one federation-wide guarantee), or None without client DP.
-
-    ``rounds_released`` defaults to every round of the job (the prediction).
-    """
-    if not spec.client_dp:
-        return None
-    sigma = client_noise_multiplier(spec)
-    rounds = spec.rounds if rounds_released is None else rounds_released
-    eps = client_level_epsilon(sigma, spec.client_sample_rate, rounds, spec.client_delta)
-    return PrivacyCost(
-        epsilon=eps,
-        delta=spec.client_delta if rounds else 0.0,
-        components={"client_rounds": float(rounds), "noise_multiplier": sigma},
-    )
 
 
 def sample_nodes(node_ids: Sequence[int], rate: float) -> list[int]:
@@ -145,11 +100,15 @@ def gaussian_noise_sum(
         scale=noise_multiplier * clipping_norm,
     )
     # zero-concentrated DP of the mechanism for sensitivity C: rho = 1 / (2 sigma^2)
-    rho = measurement.map(clipping_norm)
+    rho = measurement.map(clipping_norm)  # type: ignore[no-untyped-call]
     if rho > 1.0 / (2 * noise_multiplier**2) * (1 + 1e-6):
-        raise ValueError("the Gaussian measurement is weaker than the accounted noise multiplier")
+        raise MechanismError(
+            "the Gaussian measurement is weaker than the accounted noise multiplier; nothing "
+            "was released. Report this with the job's configuration hash"
+        )
     noisy = np.asarray(measurement(flat.tolist()), dtype=np.float64)
-    out, start = {}, 0
+    out: dict[str, np.ndarray] = {}
+    start = 0
     for k in keys:
         shape = np.asarray(total[k]).shape
         size = int(np.prod(shape))

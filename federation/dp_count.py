@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import opendp.prelude as dp
 
+from federation.errors import InvalidJobError, MechanismError
+
 dp.enable_features("contrib")
 
 
@@ -19,10 +21,12 @@ def dp_count(true_count: int, epsilon: float) -> int:
     True
     """
     if epsilon <= 0:
-        raise ValueError(f"epsilon must be positive, got {epsilon}")
+        raise InvalidJobError(f"a DP count needs a positive epsilon, got {epsilon}; raise it")
     measurement = dp.m.make_laplace(
         dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=1.0 / epsilon
     )
-    if measurement.map(1) > epsilon * (1 + 1e-9):
-        raise ValueError("the Laplace measurement does not meet the requested epsilon")
+    if measurement.map(1) > epsilon * (1 + 1e-9):  # type: ignore[no-untyped-call]
+        raise MechanismError(
+            "the Laplace measurement does not meet the requested epsilon; nothing was released"
+        )
     return max(0, int(measurement(int(true_count))))

@@ -1,6 +1,7 @@
-"""Exception types raised by the federation package.
+"""Every exception the federation package raises, under one root, :class:`FederationError`.
 
-Every error says what went wrong and what the caller can do about it.
+Each message says what went wrong and what the caller can do next. Errors about the job's
+input also subclass :class:`ValueError`, so callers that treat bad input generically still can.
 """
 
 
@@ -20,7 +21,7 @@ class BudgetExceededError(FederationError):
 
 
 class NodeDataError(FederationError, ValueError):
-    """A node's loader returned data that does not match the job."""
+    """A node's loader returned data that does not match the job, or the node has none."""
 
 
 class NotEnoughNodesError(FederationError):
@@ -38,3 +39,10 @@ class NodeApprovalError(FederationError):
 
 class NodeStateError(FederationError):
     """A node's own state (its secret key or its approvals store) is missing or damaged."""
+
+
+class MechanismError(FederationError):
+    """A DP mechanism would not give the guarantee it was accounted with; nothing was released.
+
+    This is a defect, never the caller's input: report it with the job's configuration hash.
+    """

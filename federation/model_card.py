@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from federation.job import JobSpec
+
 
 @dataclass(frozen=True)
 class NodeCard:
@@ -101,17 +103,16 @@ class ModelCard:
         return "\n".join(lines) + "\n"
 
 
-def randomness(spec: object) -> dict[str, str]:
+def randomness(spec: JobSpec) -> dict[str, str]:
     """What the requester fixed (the initial weights only) and what came from the nodes' CSPRNG.
 
-    >>> from federation.job import JobSpec
     >>> spec = JobSpec(model="logreg", features=("a",), label="y", nodes=("n",),
     ...                sample_rate=0.1, target_epsilon=1.0, seed=7)
     >>> randomness(spec)["initial_weights"]
     'fixed by the job (seed 7)'
     """
-    out = {"initial_weights": f"fixed by the job (seed {spec.seed})"}  # type: ignore[attr-defined]
-    if spec.dp:  # type: ignore[attr-defined]
+    out = {"initial_weights": f"fixed by the job (seed {spec.seed})"}
+    if spec.dp:
         out["sampling_and_noise"] = (
             "drawn on each node from the operating system's CSPRNG (os.urandom), re-seeded "
             "every DP-SGD step; not settable by the job"
@@ -126,7 +127,7 @@ def _fmt(x: float | None) -> str:
 
 
 def build_model_card(
-    spec: object,
+    spec: JobSpec,
     *,
     config_hash: str,
     dp_rows: Mapping[str, int],
@@ -142,7 +143,7 @@ def build_model_card(
     ``spec`` is the job's :class:`~federation.job.JobSpec`; accuracies are ratios of DP counts.
     """
     nodes = []
-    for name in spec.nodes:  # type: ignore[attr-defined]
+    for name in spec.nodes:
         eps, delta = spent[name]
         nodes.append(
             NodeCard(
@@ -157,16 +158,16 @@ def build_model_card(
     total_correct = sum(dp_correct.values()) if dp_correct else None
     total = sum(dp_total.values()) if dp_total else None
     return ModelCard(
-        model=spec.model,  # type: ignore[attr-defined]
-        model_params=dict(spec.model_params),  # type: ignore[attr-defined]
-        features=tuple(spec.features),  # type: ignore[attr-defined]
-        label=spec.label,  # type: ignore[attr-defined]
-        strategy=spec.strategy,  # type: ignore[attr-defined]
-        rounds=spec.rounds,  # type: ignore[attr-defined]
-        differential_privacy=spec.dp,  # type: ignore[attr-defined]
+        model=spec.model,
+        model_params=dict(spec.model_params),
+        features=tuple(spec.features),
+        label=spec.label,
+        strategy=spec.strategy,
+        rounds=spec.rounds,
+        differential_privacy=spec.dp,
         privacy_unit="person (at most one row per person)",
-        accountant=spec.accountant,  # type: ignore[attr-defined]
-        max_grad_norm=spec.max_grad_norm,  # type: ignore[attr-defined]
+        accountant=spec.accountant,
+        max_grad_norm=spec.max_grad_norm,
         config_hash=config_hash,
         nodes=tuple(nodes),
         dp_test_accuracy=_ratio(total_correct, total),

@@ -28,80 +28,28 @@ train/test split of its rows; it never leaves the node.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import re
 import sqlite3
-import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from federation.accounting import plan_job
+from federation.approval import Approval, plan_approvals
 from federation.errors import NodeApprovalError, NodeBudgetRefusedError, NodeStateError
-from federation.job import JobSpec
+from federation.node_db import read_transaction, write_transaction
+from federation.node_secret import SECRET_BYTES, SECRET_FILE, node_secret
 
-SECRET_FILE = "secret.key"
+__all__ = [
+    "SECRET_BYTES",
+    "SECRET_FILE",
+    "STORE_FILE",
+    "Approval",
+    "NodeStore",
+    "Usage",
+    "node_state_dir",
+    "plan_approvals",
+]
+
 STORE_FILE = "node.db"
-SECRET_BYTES = 32
-
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS approvals (
-    grant_id TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    plan_digest TEXT NOT NULL,
-    max_steps INTEGER NOT NULL,
-    sample_rate REAL NOT NULL,
-    noise_multiplier REAL NOT NULL,
-    person_data INTEGER NOT NULL,
-    uses INTEGER NOT NULL,
-    PRIMARY KEY (grant_id, dataset, plan_digest)
-);
-CREATE TABLE IF NOT EXISTS tallies (
-    grant_id TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    plan_digest TEXT NOT NULL,
-    steps INTEGER NOT NULL DEFAULT 0,
-    dp_rows INTEGER,
-    evaluations INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (grant_id, dataset, plan_digest)
-);
-"""
-
-
-@dataclass(frozen=True)
-class Approval:
-    """What the authority decided for one dataset under one grant: the plan and its limits.
-
-    ``plan_digest`` is the job's configuration hash, as decided and logged; ``max_steps`` the
-    DP-SGD steps its reservation covers; ``sample_rate`` and ``noise_multiplier`` the DP-SGD
-    parameters that reservation was computed with. ``person_data=False`` is only for synthetic
-    benchmark data: it is the one case in which a non-private (``dp=False``) job may run.
-    Approving the same plan again (a second reservation) adds ``max_steps`` and one more use.
-    """
-
-    grant_id: str
-    dataset: str
-    plan_digest: str
-    max_steps: int
-    sample_rate: float
-    noise_multiplier: float
-    person_data: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.grant_id or not self.dataset:
-            raise NodeApprovalError("an approval names a grant and a dataset")
-        if not _DIGEST.fullmatch(self.plan_digest):
-            raise NodeApprovalError("plan_digest must be a SHA-256 hex digest (64 characters)")
-        if self.max_steps < 0:
-            raise NodeApprovalError("max_steps must not be negative")
-        if not (0 < self.sample_rate <= 1) or not math.isfinite(self.noise_multiplier):
-            raise NodeApprovalError("an approval needs a sample rate in (0, 1] and finite noise")
-        if self.noise_multiplier < 0:
-            raise NodeApprovalError("noise_multiplier must not be negative")
 
 
 @dataclass(frozen=True)
@@ -134,31 +82,14 @@ class NodeStore:
     # --- the node's secret -------------------------------------------------------------------
 
     def secret(self) -> bytes:
-        """The node's HMAC key: created once from ``os.urandom`` (mode 0600), then read."""
-        path = self.directory / SECRET_FILE
-        if not path.exists():
-            _create_secret(path)
-        try:
-            mode = stat.S_IMODE(path.stat().st_mode)
-            key = path.read_bytes()
-        except OSError as exc:
-            raise NodeStateError(f"cannot read the node secret {path} ({exc.strerror})") from None
-        if mode & 0o077:
-            raise NodeStateError(
-                f"the node secret {path} is readable by others; run `chmod 600 {path}`"
-            )
-        if len(key) != SECRET_BYTES:
-            raise NodeStateError(
-                f"the node secret {path} is damaged (expected {SECRET_BYTES} bytes); restore it "
-                "from the node's backup. A new key would move rows between train and test"
-            )
-        return key
+        """The node's HMAC key (see :mod:`federation.node_secret`)."""
+        return node_secret(self.directory)
 
     # --- approvals ---------------------------------------------------------------------------
 
     def approve(self, approval: Approval) -> None:
         """Record that the authority approved ``approval`` (one more use of that plan)."""
-        with self._write() as db:
+        with write_transaction(self.path) as db:
             row = db.execute(
                 "SELECT sample_rate, noise_multiplier, person_data FROM approvals "
                 "WHERE grant_id=? AND dataset=? AND plan_digest=?",
@@ -201,7 +132,7 @@ class NodeStore:
         something may have left the node under it and its reservation must stay charged.
         """
         key = (approval.grant_id, approval.dataset, approval.plan_digest)
-        with self._write() as db:
+        with write_transaction(self.path) as db:
             row = db.execute(
                 "SELECT max_steps, uses FROM approvals WHERE grant_id=? AND dataset=? AND "
                 "plan_digest=?",
@@ -235,7 +166,7 @@ class NodeStore:
 
     def approval(self, grant_id: str, dataset: str, plan_digest: str) -> Approval:
         """The approval of this plan for the grant and dataset, or :class:`NodeApprovalError`."""
-        with self._read() as db:
+        with read_transaction(self.path) as db:
             row = db.execute(
                 "SELECT max_steps, sample_rate, noise_multiplier, person_data FROM approvals "
                 "WHERE grant_id=? AND dataset=? AND plan_digest=?",
@@ -279,7 +210,7 @@ class NodeStore:
         approved steps. Counted steps are never given back: a crash mid-step must not free them.
         """
         key = (grant_id, dataset, plan_digest)
-        with self._write() as db:
+        with write_transaction(self.path) as db:
             allowed, _ = self._uses(db, key)
             taken = self._tally(db, key)[0]
             if taken + steps > allowed:
@@ -298,7 +229,7 @@ class NodeStore:
     ) -> int:
         """The plan's DP row count: drawn once with ``draw`` (and recorded), then repeated."""
         key = (grant_id, dataset, plan_digest)
-        with self._write() as db:
+        with write_transaction(self.path) as db:
             self._uses(db, key)
             cached = self._tally(db, key)[1]
             if cached is not None:
@@ -313,7 +244,7 @@ class NodeStore:
     def take_evaluation(self, grant_id: str, dataset: str, plan_digest: str) -> None:
         """Count one held-out evaluation before it runs; one per approved use of the plan."""
         key = (grant_id, dataset, plan_digest)
-        with self._write() as db:
+        with write_transaction(self.path) as db:
             _, uses = self._uses(db, key)
             done = self._tally(db, key)[2]
             if done >= uses:
@@ -331,7 +262,7 @@ class NodeStore:
         """Everything released under ``grant_id`` on ``dataset``, over every plan and run."""
         if not self.path.exists():
             return Usage()
-        with self._read() as db:
+        with read_transaction(self.path) as db:
             row = db.execute(
                 "SELECT COALESCE(SUM(steps), 0), COUNT(dp_rows), COALESCE(SUM(evaluations), 0) "
                 "FROM tallies WHERE grant_id=? AND dataset=?",
@@ -352,101 +283,11 @@ class NodeStore:
         ).fetchone()
         return int(row[0]), (None if row[1] is None else int(row[1])), int(row[2])
 
-    # --- SQLite ------------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        new = not self.path.exists()
-        if new:
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.execute("PRAGMA busy_timeout = 30000")
-        db.executescript(_SCHEMA)
-        return db
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = self._connect()
-        except sqlite3.Error as exc:
-            raise NodeStateError(f"cannot open the node store {self.path}: {exc}") from None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise NodeStateError(f"the node store {self.path} failed: {exc}") from None
-        finally:
-            db.close()
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = self._connect()
-        except sqlite3.Error as exc:
-            raise NodeStateError(f"cannot open the node store {self.path}: {exc}") from None
-        try:
-            yield db
-        except sqlite3.Error as exc:
-            raise NodeStateError(f"the node store {self.path} failed: {exc}") from None
-        finally:
-            db.close()
-
-
-def plan_approvals(
-    spec: JobSpec,
-    grants: Mapping[str, str],
-    rows_per_node: Mapping[str, int] | None = None,
-    *,
-    person_data: bool = True,
-) -> dict[str, Approval]:
-    """The approval of ``spec`` for each of its datasets, under the grant named for it: what a
-    node is told once the authority has decided (and the ledger reserved) the job."""
-    missing = [n for n in spec.nodes if not grants.get(n)]
-    if missing:
-        raise NodeApprovalError(f"no grant named for datasets {missing}")
-    plan = plan_job(spec, rows_per_node)
-    digest = spec.config_hash()
-    return {
-        name: Approval(
-            grant_id=grants[name],
-            dataset=name,
-            plan_digest=digest,
-            max_steps=plan.total_steps(name),
-            sample_rate=p.sample_rate,
-            noise_multiplier=p.noise_multiplier,
-            person_data=person_data,
-        )
-        for name, p in plan.nodes.items()
-    }
-
-
-def _create_secret(path: Path) -> None:
-    """Write a fresh key atomically: a temporary file (0600), then a hard link that fails if
-    another process created the key first (that one wins; both then read the same key)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, os.urandom(SECRET_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    except OSError as exc:
-        raise NodeStateError(f"cannot create the node secret {path} ({exc.strerror})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
 
 def node_state_dir(root: str | Path, node: str) -> Path:
     """Where node ``node`` keeps its state under ``root`` (one directory per node)."""
     if not node or "/" in node or "\\" in node or node in (".", ".."):
-        raise NodeStateError(f"{node!r} is not a valid node name for a state directory")
+        raise NodeStateError(
+            f"{node!r} is not a valid node name for a state directory; use the dataset id"
+        )
     return Path(root) / node

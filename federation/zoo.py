@@ -51,7 +51,8 @@ class LogisticRegression(nn.Module):
         self.linear = nn.Linear(self.inputs.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.inputs(x)).squeeze(-1)
+        logits: torch.Tensor = self.linear(self.inputs(x))
+        return logits.squeeze(-1)
 
 
 class TabularMLP(nn.Module):
@@ -71,7 +72,8 @@ class TabularMLP(nn.Module):
         self.body = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.inputs(x)).squeeze(-1)
+        logits: torch.Tensor = self.body(self.inputs(x))
+        return logits.squeeze(-1)
 
 
 class TabularEmbeddingNet(nn.Module):
@@ -92,17 +94,19 @@ class TabularEmbeddingNet(nn.Module):
         self.numeric_idx = [i for i in range(n_features) if i not in categorical]
         self.cat_idx = sorted(categorical)
         self.cards = [categorical[i] for i in self.cat_idx]
+        dims = [min(embedding_dim, card) for card in self.cards]
         self.embeddings = nn.ModuleList(
-            [nn.Embedding(card, min(embedding_dim, card)) for card in self.cards]
+            [nn.Embedding(card, dim) for card, dim in zip(self.cards, dims, strict=True)]
         )
-        width = len(self.numeric_idx) + sum(e.embedding_dim for e in self.embeddings)
+        width = len(self.numeric_idx) + sum(dims)
         self.body = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = [x[:, self.numeric_idx]]
         for i, card, emb in zip(self.cat_idx, self.cards, self.embeddings, strict=True):
             parts.append(emb(x[:, i].long().clamp(0, card - 1)))
-        return self.body(torch.cat(parts, dim=1)).squeeze(-1)
+        logits: torch.Tensor = self.body(torch.cat(parts, dim=1))
+        return logits.squeeze(-1)
 
 
 def validate_model_params(name: str, params: Mapping[str, int]) -> None:
