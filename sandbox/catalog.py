@@ -74,7 +74,7 @@ class ColumnSpec(BaseModel):
         if self.bounds is not None:
             object.__setattr__(self, "bounds", _parse_bounds(self.type, self.bounds))
         if self.categories is not None:
-            cats = tuple(_coerce(self.type, v, "categories") for v in self.categories)
+            cats = tuple(coerce_value(self.type, v, "categories") for v in self.categories)
             if not cats:
                 raise ValueError("categories must not be empty")
             if len(set(cats)) != len(cats):
@@ -192,13 +192,13 @@ class Manifest(BaseModel):
 def _parse_bounds(kind: str, bounds: tuple[Any, Any]) -> tuple[Any, Any]:
     if kind not in ("int", "float", "date"):
         raise ValueError(f"bounds are only allowed on int, float and date columns, not {kind}")
-    low, high = (_coerce(kind, v, "bounds") for v in bounds)
+    low, high = (coerce_value(kind, v, "bounds") for v in bounds)
     if low > high:
         raise ValueError(f"bounds: lower {low!r} exceeds upper {high!r}")
     return low, high
 
 
-def _coerce(kind: str, value: Any, field: str) -> Any:
+def coerce_value(kind: str, value: Any, field: str) -> Any:
     """Convert a YAML value to the column type, or raise a ValueError naming the field."""
     try:
         if kind == "int":
