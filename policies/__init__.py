@@ -1,7 +1,8 @@
 """The rules and the record: grants, the policy engine, the privacy-budget ledger and the
 regulators' transparency log. Imports nothing else of this project.
 
-Start with :class:`policies.Authority`; see ``docs/policies.md``.
+Start with :class:`policies.Authority`: ``decide`` a request, then ``use`` the permit (the one
+governed-use path, :mod:`policies.use`). ``docs/policies.md`` maps where each concept lives.
 """
 
 from policies.authority import Authority, default_keys_dir, release_digest
@@ -18,9 +19,12 @@ from policies.errors import (
     LogIntegrityError,
     PolicyError,
     PrivacyParameterError,
+    ProofError,
     ReservationStateError,
     StateError,
+    TreeHeadError,
     UnknownGrantError,
+    VerificationError,
 )
 from policies.grants import Action, ColumnRule, ColumnUse, DatasetTerms, Grant, load_grant_file
 from policies.ledger import (
@@ -32,10 +36,12 @@ from policies.ledger import (
     ReservationState,
 )
 from policies.log import TransparencyLog
+from policies.loss import LossUnits, PrivacyLoss
 from policies.registry import Registry, UnreadableDataset, UnreadableGrant
 from policies.requests import ColumnRef, Request
 from policies.treehead import SignedTreeHead
-from policies.verify import VerificationError, VerifiedLog, verify_export
+from policies.use import Outcome, Settled
+from policies.verify import VerifiedLog, verify_export
 
 __all__ = [
     "AccountKey",
@@ -59,10 +65,14 @@ __all__ = [
     "LedgerMismatchError",
     "LogIntegrityError",
     "Loss",
+    "LossUnits",
     "Obligations",
+    "Outcome",
     "PolicyEngine",
     "PolicyError",
+    "PrivacyLoss",
     "PrivacyParameterError",
+    "ProofError",
     "Reason",
     "Registry",
     "Remaining",
@@ -70,9 +80,11 @@ __all__ = [
     "Reservation",
     "ReservationState",
     "ReservationStateError",
+    "Settled",
     "SignedTreeHead",
     "StateError",
     "TransparencyLog",
+    "TreeHeadError",
     "UnknownGrantError",
     "UnreadableDataset",
     "UnreadableGrant",

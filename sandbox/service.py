@@ -1,20 +1,21 @@
-"""The governed DP query path: policy decision, budget reservation, release, log.
+"""The governed DP query path: policy decision, then the authority's governed use.
 
     firm -> QueryService.query(firm, purpose, sql, epsilon)
          -> parse + validate (refusals cost nothing)
-         -> policy engine decides (deny by default; every reason logged)
+         -> policy engine decides (deny by default; every reason logged); the permit's
+            obligations carry the grant's minimum group size
          -> calibrate: the exact (epsilon, delta) of the release, from OpenDP
-         -> ledger reserves it (durable, before any mechanism runs)
-         -> OpenDP releases once -> the ledger commits with the result's SHA-256 -> log
+         -> Authority.use: the ledger reserves that calibrated loss (durable, before any
+            mechanism runs), OpenDP releases once, the ledger commits with the result's
+            SHA-256 and the log records it
          -> firm gets values, intervals, the loss spent, and the log index with its
             inclusion proof against a signed tree head
 
-If anything fails after the reservation and before the release, the reservation is refunded;
-if the process dies there, it stays charged (the ledger's rule), so no release is ever
-uncharged. The decision is single-use and the authority reserves what it stored for it. If
-the grant is revoked while the mechanism runs, the commit is refused: the budget stays
-charged, a ``withheld`` entry is logged and :class:`policies.GrantRevokedError` is raised
-instead of returning the result.
+The steps after the decision are :meth:`policies.Authority.use`, the same path training jobs
+take: if the mechanism fails before releasing, the reservation is refunded; if the process
+dies there, it stays charged, so no release is ever uncharged. If the grant is revoked while
+the mechanism runs, the commit is refused: the budget stays charged, a ``withheld`` entry is
+logged and :class:`policies.GrantRevokedError` is raised instead of returning the result.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import Any
 
 from policies.authority import Authority
 from policies.datasets import DataLevel, DatasetPolicy
-from policies.engine import Decision
 from policies.grants import Action, ColumnUse
+from policies.ledger import Reservation
+from policies.loss import PrivacyLoss
 from policies.requests import ColumnRef, Request
+from policies.use import Outcome
 from sandbox.catalog import Catalog, Classification, Manifest
-from sandbox.engine import QueryEngine, check_dataset_delta, check_privacy_parameters
-from sandbox.errors import SandboxError
-from sandbox.release import QueryResult
+from sandbox.errors import Denied as Denied  # re-exported: raised here
+from sandbox.query import QueryEngine, QueryResult, check_dataset_delta, check_privacy_parameters
 
 #: How a manifest's classification maps to the Data Security Law levels the policy engine uses.
 LEVELS = {
@@ -44,15 +46,6 @@ LEVELS = {
 
 #: The pseudo-column a grant lists (``"*": aggregate_only``) to allow COUNT(*).
 ROW_COUNT = "*"
-
-
-class Denied(SandboxError):
-    """The policy engine denied the request; ``decision`` holds every reason."""
-
-    def __init__(self, decision: Decision):
-        self.decision = decision
-        reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons)
-        super().__init__(f"denied: {reasons}")
 
 
 @dataclass
@@ -91,20 +84,12 @@ def dataset_policy(manifest: Manifest, epsilon_cap: float, delta_cap: float) -> 
     )
 
 
-def granted_group_size(authority: Authority, firm: str, dataset: str) -> int:
-    """The minimum group size the firm's grants on ``dataset`` ask for (1 if none)."""
-    sizes = [
-        g.min_group_size
-        for g in authority.registry.grants()
-        if g.firm == firm and dataset in g.datasets
-    ]
-    return max(sizes, default=1)
-
-
 class QueryService:
     """A department node's query endpoint under the policy authority."""
 
-    def __init__(self, catalog: Catalog, authority: Authority, engine: QueryEngine | None = None):
+    def __init__(
+        self, catalog: Catalog, authority: Authority, engine: QueryEngine | None = None
+    ) -> None:
         self.catalog = catalog
         self.authority = authority
         self.engine = engine or QueryEngine(catalog)
@@ -119,7 +104,8 @@ class QueryService:
         grant_id: str | None = None,
         min_group_size: int | None = None,
     ) -> GovernedResult:
-        """Run one governed query. ``min_group_size`` defaults to the firm's grant terms.
+        """Run one governed query. Groups smaller than the grant's minimum group size are
+        suppressed; ``min_group_size`` may ask for a larger minimum, never a smaller one.
 
         Raises only the project's errors: ``SandboxError`` subclasses (bad SQL, parameters,
         ``Denied``) and ``PolicyError`` subclasses (budget, revocation, state).
@@ -144,8 +130,7 @@ class QueryService:
                 "columns": columns,
                 "epsilon": epsilon,
                 "delta": delta,
-                "min_group_size": min_group_size
-                or granted_group_size(self.authority, firm, plan.dataset),
+                "min_group_size": min_group_size or None,
                 "grant_id": grant_id,
             }
         )
@@ -156,16 +141,29 @@ class QueryService:
         prepared = self.engine.prepare(
             plan, epsilon, delta, min_group_size=obligations.min_group_size
         )
-        reservation = self.authority.reserve(decision)
-        try:
+        mechanism_ran: list[bool] = []
+
+        def release(reservations: tuple[Reservation, ...]) -> Outcome[QueryResult]:
             result = prepared.release()
-        except BaseException:
-            self.authority.refund(reservation)
-            raise
-        released = json.dumps(result.to_json(), sort_keys=True, ensure_ascii=False).encode()
-        # Raises GrantRevokedError (budget kept, logged) if the grant was revoked meanwhile:
-        # the result is then never returned.
-        index = self.authority.commit(reservation, released)
+            mechanism_ran.append(True)
+            released = json.dumps(result.to_json(), sort_keys=True, ensure_ascii=False)
+            return Outcome(result, released.encode())
+
+        def on_failure(reservation: Reservation, reason: str) -> bytes | None:
+            if not mechanism_ran:
+                return None  # nothing was released: refund
+            return json.dumps({"status": "failed", "reason": reason}).encode()  # charge it
+
+        # Reserves exactly what OpenDP calibrated (never more than decided), releases once,
+        # commits; raises GrantRevokedError (budget kept, logged) if the grant was revoked.
+        settled = self.authority.use(
+            [decision],
+            release,
+            spend=[PrivacyLoss.spent(prepared.epsilon, prepared.delta)],
+            on_failure=on_failure,
+        )
+        result = settled.value
+        index = settled.release_indexes[obligations.dataset]
         head = self.authority.tree_head()
         proof = self.authority.inclusion_proof(index, head.size)
         return GovernedResult(

@@ -1,13 +1,14 @@
 """Governed federated training: a job over catalog datasets, granted, charged and logged.
 
     firm -> TrainingService.train(firm, purpose, spec)
-         -> the accountant predicts each dataset's (epsilon, delta) from the job alone
+         -> the job is planned once: each node's DP-SGD parameters and each dataset's
+            predicted (epsilon, delta), from the job alone
          -> the policy engine decides for every dataset (model, columns, purpose, per-use cap)
-         -> the ledger reserves every dataset's predicted loss before any node trains
-         -> each department's node records the approved plan in its own store
-         -> Flower trains; each node checks every message against that approval and runs
-            DP-SGD on its own rows (federation package)
-         -> the ledger commits the reservations with the SHA-256 of the released model
+         -> Authority.use (the path queries take too): the ledger reserves every dataset's
+            predicted loss before any node trains; each department's node records the
+            approved plan in its own store; Flower trains, each node checking every message
+            against that approval and running DP-SGD on its own rows (federation package);
+            the ledger commits the reservations with the SHA-256 of the released model
          -> the firm gets the weights and the model card; the log holds every step
 
 Node ids are dataset names: each department node trains on its own dataset of the catalog.
@@ -42,28 +43,30 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from federation.accounting import JobPlan, PrivacyCost, plan_job
 from federation.job import JobSpec
 from federation.loader import NodeData
 from federation.node_store import Approval, NodeStore, Usage, node_state_dir, plan_approvals
 from federation.result import TrainingResult
 from federation.simulation import run_simulation
 from policies.authority import Authority
+from policies.decision import Decision
 from policies.grants import Action, ColumnUse
 from policies.ledger import Reservation
 from policies.requests import ColumnRef, Request
+from policies.use import Outcome
 from sandbox.catalog import Catalog, ColumnSpec, Manifest, load_catalog, load_frame
-from sandbox.engine import check_dataset_delta
-from sandbox.errors import SandboxError
-from sandbox.service import Denied, granted_group_size
+from sandbox.errors import Denied
+from sandbox.errors import TrainingError as TrainingError  # re-exported: raised here
+from sandbox.query import check_dataset_delta
 
 logger = logging.getLogger(__name__)
 
+#: An array of model input or a weight tensor of a released model.
+Array = np.ndarray[Any, np.dtype[Any]]
 
-class TrainingError(SandboxError):
-    """A training job could not be set up from the catalog."""
 
-
-def encode_column(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
+def encode_column(spec: ColumnSpec, values: Array) -> Array:
     """Map a column to model input with public metadata only.
 
     Categories become their index in the declared list (unknown values: 0); numbers are
@@ -78,9 +81,8 @@ def encode_column(spec: ColumnSpec, values: np.ndarray) -> np.ndarray:
     low, high = (float(b) for b in spec.bounds)
     x = np.clip(np.nan_to_num(values.astype(float), nan=low), low, high) - low
     span = high - low or 1.0
-    if low >= 0 and span > 1000:
-        return (np.log1p(x) / math.log1p(span)).astype(np.float32)
-    return (x / span).astype(np.float32)
+    scaled: Array = np.log1p(x) / math.log1p(span) if low >= 0 and span > 1000 else x / span
+    return scaled.astype(np.float32)
 
 
 def _unit(secret: bytes, purpose: bytes, key: bytes) -> float:
@@ -215,15 +217,18 @@ class GovernedModel:
     release_indexes: dict[str, int] = field(default_factory=dict)
 
     def model_card(self) -> dict[str, Any]:
+        """The model card as JSON data (empty if the job released none)."""
         card = self.result.model_card
-        return json.loads(card.to_json()) if card is not None else {}
+        data: dict[str, Any] = json.loads(card.to_json()) if card is not None else {}
+        return data
 
 
-def model_digest(weights: dict[str, np.ndarray] | None) -> str:
+def model_digest(weights: dict[str, Array] | None) -> str:
+    """SHA-256 of the weights, by name, in name order (what the release entry records)."""
     digest = hashlib.sha256()
-    for name in sorted(weights or {}):
+    for name, tensor in sorted((weights or {}).items(), key=lambda item: item[0]):
         digest.update(name.encode())
-        digest.update(np.ascontiguousarray(weights[name]).tobytes())
+        digest.update(np.ascontiguousarray(tensor).tobytes())
     return digest.hexdigest()
 
 
@@ -252,6 +257,12 @@ class TrainingService:
         spec: JobSpec,
         backend_config: dict[str, Any] | None = None,
     ) -> GovernedModel:
+        """Decide, then run the job through :meth:`policies.Authority.use`.
+
+        Raises ``Denied`` if any dataset's decision is a deny (nothing is reserved), the
+        sandbox's errors for a job the catalog cannot serve, and the policies' or
+        federation's errors of the governed path.
+        """
         for node in spec.nodes:
             # Unknown datasets or columns, and a delta the dataset does not allow (below
             # 1/row_bound and at most max_delta: public metadata, so a refusal reveals nothing
@@ -259,70 +270,75 @@ class TrainingService:
             manifest = self.catalog[node]
             check_trainable(manifest, tuple(spec.features), spec.label)
             check_dataset_delta(manifest, spec.target_delta)
-        from federation.accounting import predict_cost
+        plan = plan_job(spec)  # once: every node's parameters and every dataset's cost
+        decisions = [self._decide(firm, purpose, spec, node, plan) for node in spec.nodes]
+        job = _Job(self, spec, plan, backend_config)
+        settled = self.authority.use(decisions, job.run, on_failure=job.on_failure)
+        result, digest = settled.value
+        return GovernedModel(result, digest, settled.release_indexes)
 
-        predicted = predict_cost(spec)
-        columns = tuple(
-            ColumnRef(name=c, use=ColumnUse.AGGREGATE) for c in (*spec.features, spec.label)
+    def _decide(self, firm: str, purpose: str, spec: JobSpec, node: str, plan: JobPlan) -> Decision:
+        cost = plan.predicted[node]
+        request = Request(
+            firm=firm,
+            dataset=node,
+            purpose=purpose,
+            action=Action.TRAIN,
+            columns=tuple(
+                ColumnRef(name=c, use=ColumnUse.AGGREGATE) for c in (*spec.features, spec.label)
+            ),
+            epsilon=cost.epsilon,
+            delta=cost.delta,
+            model=spec.model,
+            plan_digest=spec.config_hash(),
         )
-        decisions = []
-        for node in spec.nodes:
-            cost = predicted[node]
-            request = Request(
-                firm=firm,
-                dataset=node,
-                purpose=purpose,
-                action=Action.TRAIN,
-                columns=columns,
-                epsilon=cost.epsilon,
-                delta=cost.delta,
-                min_group_size=granted_group_size(self.authority, firm, node),
-                model=spec.model,
-                plan_digest=spec.config_hash(),
-            )
-            decision = self.authority.decide(request)
-            if not decision.permit:
-                raise Denied(decision)
-            decisions.append(decision)
-        reservations: list[Reservation] = []
-        try:
-            for decision in decisions:
-                reservations.append(self.authority.reserve(decision))
-        except BaseException:
-            for reservation in reservations:
-                self.authority.refund(reservation)
-            raise
+        decision = self.authority.decide(request)
+        if not decision.permit:
+            raise Denied(decision)
+        return decision
+
+
+class _Job:
+    """One training job's ``run`` and ``on_failure`` for :meth:`policies.Authority.use`."""
+
+    def __init__(
+        self,
+        service: TrainingService,
+        spec: JobSpec,
+        plan: JobPlan,
+        backend_config: dict[str, Any] | None,
+    ) -> None:
+        self.service, self.spec, self.plan = service, spec, plan
+        self.backend_config = backend_config
+        self.before: dict[str, Usage] = {}
+        self.approvals: dict[str, Approval] = {}
+
+    def run(self, reservations: tuple[Reservation, ...]) -> Outcome[tuple[TrainingResult, str]]:
+        """Record each node's tallies and the approved plan on the node, then train."""
+        service, spec = self.service, self.spec
         grants = {r.dataset: r.grant_id for r in reservations}
-        before = {
-            r.dataset: self._store(r.dataset).usage(r.grant_id, r.dataset) for r in reservations
-        }
-        try:
-            # The department side records what the authority approved; nodes run nothing else.
-            approvals = plan_approvals(spec, grants)
-            for node, approval in approvals.items():
-                self._store(node).approve(approval)
-        except BaseException:
-            for reservation in reservations:
-                self.authority.refund(reservation)
-            raise
+        for r in reservations:
+            self.before[r.dataset] = service._store(r.dataset).usage(r.grant_id, r.dataset)
+        # The department side records what the authority approved; nodes run nothing else.
+        for node, approval in plan_approvals(spec, grants, plan=self.plan).items():
+            service._store(node).approve(approval)
+            self.approvals[node] = approval
         loader = CatalogLoader(
-            str(self.catalog.root), tuple(spec.features), spec.label, str(self.node_state)
+            str(service.catalog.root), tuple(spec.features), spec.label, str(service.node_state)
         )
-        try:
-            result = run_simulation(
-                spec,
-                loader,
-                budget=predicted,
-                backend_config=backend_config,
-                node_state=self.node_state,
-                grants=grants,
-            )
-        except BaseException as exc:
-            self._settle_failure(spec, reservations, approvals, before, type(exc).__name__)
-            raise
+        # The run is checked against what the ledger reserved for each dataset.
+        reserved = {r.dataset: PrivacyCost(r.epsilon, r.delta) for r in reservations}
+        result = run_simulation(
+            spec,
+            loader,
+            budget=reserved,
+            plan=self.plan,
+            backend_config=self.backend_config,
+            node_state=service.node_state,
+            grants=grants,
+        )
         if result.status != "completed":
-            indexes = self._settle_failure(spec, reservations, approvals, before, "aborted")
-            return GovernedModel(result, model_digest(None), indexes)
+            return Outcome((result, model_digest(None)), None, "aborted")
         digest = model_digest(result.weights)
         card = json.loads(result.model_card.to_json()) if result.model_card is not None else {}
         released = json.dumps(
@@ -331,53 +347,44 @@ class TrainingService:
             ensure_ascii=False,
             default=str,
         ).encode()
-        indexes = {r.dataset: self.authority.commit(r, released) for r in reservations}
-        return GovernedModel(result, digest, indexes)
+        return Outcome((result, digest), released)
 
-    def _settle_failure(
-        self,
-        spec: JobSpec,
-        reservations: list[Reservation],
-        approvals: dict[str, Approval],
-        before: dict[str, Usage],
-        reason: str,
-    ) -> dict[str, int]:
-        """After a job that did not complete: refund a dataset's reservation only if its node
+    def on_failure(self, reservation: Reservation, reason: str) -> bytes | None:
+        """After a job that did not complete: ``None`` (refund) only if the dataset's node
         confirms nothing left it under the grant (tallies unchanged, approval withdrawn);
-        otherwise charge it for good, logging the failure as what was released. Returns the
-        log index of each charged dataset's release entry."""
-        indexes: dict[str, int] = {}
-        for reservation in reservations:
-            node, store = reservation.dataset, self._store(reservation.dataset)
-            after = store.usage(reservation.grant_id, node)
-            if after == before[node] and store.withdraw(approvals[node]):
-                self.authority.refund(reservation)
-                continue
-            released = json.dumps(
-                {
-                    "status": "failed",
-                    "reason": reason,
-                    "config_hash": spec.config_hash(),
-                    "node_steps": after.steps - before[node].steps,
-                    "model_sha256": None,
-                },
-                sort_keys=True,
-            ).encode()
-            indexes[node] = self.authority.commit(reservation, released)
-            logger.warning(
-                "training job %s failed (%s) after node %s released DP output; its "
-                "reservation stays charged",
-                spec.config_hash()[:16],
-                reason,
-                node,
-            )
-        return indexes
+        otherwise the failure as the record of what was released (it stays charged)."""
+        node = reservation.dataset
+        if node not in self.before:
+            return None  # failed before the node was told of the job: nothing ran there
+        store = self.service._store(node)
+        after = store.usage(reservation.grant_id, node)
+        approval = self.approvals.get(node)
+        if after == self.before[node] and (approval is None or store.withdraw(approval)):
+            return None
+        logger.warning(
+            "training job %s failed (%s) after node %s released DP output; its reservation "
+            "stays charged",
+            self.spec.config_hash()[:16],
+            reason,
+            node,
+        )
+        return json.dumps(
+            {
+                "status": "failed",
+                "reason": reason,
+                "config_hash": self.spec.config_hash(),
+                "node_steps": after.steps - self.before[node].steps,
+                "model_sha256": None,
+            },
+            sort_keys=True,
+        ).encode()
 
 
 def save_model(model: GovernedModel, out: Path) -> Path:
     """Write the released weights (npz) and model card (json) beside each other."""
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "weights.npz", **(model.result.weights or {}))
+    weights: dict[str, Any] = dict(model.result.weights or {})
+    np.savez(out / "weights.npz", **weights)
     (out / "model_card.json").write_text(
         json.dumps(model.model_card(), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
     )

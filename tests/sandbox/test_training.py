@@ -1,18 +1,26 @@
-"""Governed federated training: a grant decides, the ledger reserves the predicted cost first."""
+"""Governed federated training: a grant decides, the ledger reserves the predicted cost first.
 
+The jobs run in this process (:func:`federation.inprocess.run_inprocess` stands in for the Ray
+simulation, with the same apps and checks).
+"""
+
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+import policies.authority as authority_module
+import sandbox.training as training
 from federation.accounting import plan_job, predict_cost
+from federation.inprocess import run_inprocess
 from federation.job import JobSpec
 from federation.node_store import NodeStore, node_state_dir
 from policies.authority import Authority
 from policies.grants import DatasetTerms, Grant
 from sandbox.catalog import load_catalog
 from sandbox.generate import generate
-from sandbox.service import Denied, dataset_policy
+from sandbox.service import Denied, QueryService, dataset_policy
 from sandbox.training import CatalogLoader, TrainingService, categorical_sizes, encode_column
 
 NODES = ("jinan_enterprise", "qingdao_enterprise")
@@ -97,7 +105,12 @@ def test_job_over_the_grant_budget_is_denied_before_training(tmp_path, catalog):
     assert authority.log.search(kind="release") == []
 
 
-def test_permitted_job_is_charged_its_predicted_cost_and_logged(tmp_path, catalog):
+@pytest.fixture
+def in_process(monkeypatch):
+    monkeypatch.setattr(training, "run_simulation", run_inprocess)
+
+
+def test_permitted_job_is_charged_its_predicted_cost_and_logged(tmp_path, catalog, in_process):
     authority = _setup(tmp_path, catalog, models={"logreg"})
     spec = _spec(catalog)
     predicted = predict_cost(spec)
@@ -122,3 +135,57 @@ def test_permitted_job_is_charged_its_predicted_cost_and_logged(tmp_path, catalo
     card = model.model_card()
     assert card["config_hash"] == spec.config_hash()
     assert {n["dataset"] for n in card["nodes"]} == set(NODES)
+
+
+def test_queries_and_training_take_the_one_governed_use_path(
+    tmp_path, catalog, pums_catalog_dir, in_process, monkeypatch
+):
+    """Both paths call Authority.use once per use, and every budget change they make is
+    written by it: the same sequence of log entries comes out of it for a query and a job."""
+    authority = _setup(tmp_path, catalog, models={"logreg"})
+    pums = load_catalog(pums_catalog_dir)
+    authority.register_dataset(dataset_policy(pums["pums"], epsilon_cap=10.0, delta_cap=1e-5))
+    now = datetime.now(UTC)
+    authority.create_grant(
+        Grant(
+            grant_id="Q1",
+            firm="bank",
+            purpose="credit risk",
+            legal_basis="contract",
+            datasets={
+                "pums": DatasetTerms(epsilon=2.0, delta=0.0, columns={"*": "aggregate_only"})
+            },
+            actions={"query"},
+            epsilon_per_use=1.0,
+            min_group_size=5,
+            valid_from=now - timedelta(hours=1),
+            valid_until=now + timedelta(days=1),
+            approved_by="official",
+        )
+    )
+    real_use = authority_module.governed_use
+    calls: list[tuple[int, list[str]]] = []
+
+    def spy(authority, decisions, run, **kwargs):
+        start = authority.log.size
+        settled = real_use(authority, decisions, run, **kwargs)
+        kinds = [json.loads(e)["kind"] for e in authority.log.entries(start)]
+        calls.append((len(decisions), kinds))
+        return settled
+
+    monkeypatch.setattr(authority_module, "governed_use", spy)
+    queries = QueryService(pums, authority)
+    out = queries.query("bank", "credit risk", "SELECT COUNT(*) FROM pums", 0.5)
+    spec = _spec(catalog, nodes=NODES[:1], min_nodes=1)
+    model = TrainingService(catalog, authority).train("bank", "credit risk", spec)
+    assert model.result.status == "completed"
+    assert calls == [(1, ["reservation", "release"]), (1, ["reservation", "release"])]
+    # Outside the use path the governed calls only log requests and decisions.
+    kinds = [json.loads(e)["kind"] for e in authority.log.entries()]
+    assert kinds.count("reservation") == kinds.count("release") == 2
+    # The query reserved exactly the loss OpenDP calibrated, the job its predicted cost.
+    reservations = authority.log.search(kind="reservation")
+    assert reservations[0]["epsilon"] == pytest.approx(out.result.epsilon_spent, abs=1e-6)
+    assert reservations[1]["epsilon"] == pytest.approx(
+        predict_cost(spec)[NODES[0]].epsilon, abs=1e-6
+    )
