@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policies.bounds import check_delta, check_epsilon
+from policies.errors import InvalidRequestError
 from policies.parsing import load_document, parse_model
 
 
@@ -119,18 +120,20 @@ class Grant(BaseModel):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            raise ValueError("give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00")
+            raise InvalidRequestError(
+                "give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00"
+            )
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Grant:
         if self.valid_until <= self.valid_from:
-            raise ValueError("valid_until must be after valid_from")
+            raise InvalidRequestError("valid_until must be after valid_from")
         if Action.TRAIN in self.actions and not self.models:
-            raise ValueError("a grant that allows training must list its approved models")
+            raise InvalidRequestError("a grant that allows training must list its approved models")
         for name, terms in self.datasets.items():
             if self.epsilon_per_use > terms.epsilon:
-                raise ValueError(
+                raise InvalidRequestError(
                     f"epsilon_per_use {self.epsilon_per_use} exceeds the total epsilon "
                     f"{terms.epsilon} for dataset {name!r}"
                 )
