@@ -23,12 +23,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from policies import SignedTreeHead, TransparencyLog, VerificationError, verify_export
-from policies.authority import DB_FILE, default_keys_dir, ledger_differences
+from policies.authority import DB_FILE, default_keys_dir
 from policies.db import Database
-from policies.errors import LedgerMismatchError, PolicyError
+from policies.errors import LedgerMismatchError, PolicyError, TreeHeadError
 from policies.keys import PUBLIC_KEY_FILE, load_public_key, load_signing_key
-from policies.replay import replay
-from policies.treehead import TreeHeadError
+from policies.replay import ledger_differences, replay
 
 audit_app = typer.Typer(
     no_args_is_help=True,
