@@ -63,3 +63,7 @@ class Denied(SandboxError):
 
 class TrainingError(SandboxError):
     """A training job could not be set up from the catalog."""
+
+
+class GenerateError(SandboxError, ValueError):
+    """Bad input to the synthetic data generator; the message says what to change."""
