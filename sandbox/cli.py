@@ -15,18 +15,18 @@ Every failure ends the process with a non-zero exit code and ONE line on stderr
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 
 from sandbox.errors import SandboxError
+from sandbox.tables import render
 
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if TYPE_CHECKING:
+    from sandbox.catalog import ColumnSpec
 
 
 def _one_line(exc: BaseException | str) -> str:
@@ -114,16 +114,20 @@ def datasets(
         who = f"{unit.id_column} (<= {unit.max_rows} rows)" if unit.id_column else "one row"
         typer.echo(f"{m.name}  [{m.classification.value}]  {m.title}  — {m.department}")
         typer.echo(f"    privacy unit: {who}")
-        for col in m.columns:
-            meta = ""
-            if col.role == "identifier":
-                meta = "identifier, never queryable"
-            elif col.categories is not None:
-                shown = ", ".join(map(str, col.categories[:8]))
-                meta = f"categories: {shown}{' …' if len(col.categories) > 8 else ''}"
-            elif col.bounds is not None:
-                meta = f"bounds: [{col.bounds[0]}, {col.bounds[1]}]"
-            typer.echo(f"    {col.name:<28} {col.type:<6} {meta}")
+        rows = [[col.name, col.type, _column_metadata(col)] for col in m.columns]
+        table = render(["column", "type", "public metadata"], rows, right=[False] * 3)
+        typer.echo("\n".join("    " + line for line in table.splitlines()))
+
+
+def _column_metadata(col: ColumnSpec) -> str:
+    if col.role == "identifier":
+        return "identifier, never queryable"
+    if col.categories is not None:
+        shown = ", ".join(map(str, col.categories[:8]))
+        return f"categories: {shown}{' …' if len(col.categories) > 8 else ''}"
+    if col.bounds is not None:
+        return f"bounds: [{col.bounds[0]}, {col.bounds[1]}]"
+    return ""
 
 
 @app.command()
@@ -173,7 +177,7 @@ def query(
 ) -> None:
     """Run a DP query against this node's data (a department previewing its own node)."""
     from sandbox.catalog import load_catalog
-    from sandbox.engine import QueryEngine
+    from sandbox.query import QueryEngine
 
     try:
         result = QueryEngine(load_catalog(catalog)).run(sql, epsilon=epsilon, delta=delta)

@@ -17,13 +17,14 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from policies.authority import Authority
-from policies.grants import DatasetTerms, Grant
-from sandbox.catalog import load_catalog
-from sandbox.errors import SandboxError
+from policies.grants import Grant
+from sandbox.catalog import Catalog, load_catalog
+from sandbox.errors import Denied, SandboxError
 from sandbox.mock import mock_frame
-from sandbox.service import Denied, QueryService, dataset_policy
+from sandbox.service import QueryService, dataset_policy
 
 CITIES = ("jinan", "qingdao", "rizhao", "dezhou")
 FIRM = "qilu-credit-bank"
@@ -43,7 +44,7 @@ FEATURES = (
 
 def _grants(now: datetime) -> list[Grant]:
     """One grant for DP queries, one for DP training: each column rule fits its use."""
-    common = {
+    common: dict[str, Any] = {
         "firm": FIRM,
         "purpose": PURPOSE,
         "legal_basis": "数据安全法 第38条; 个人信息保护法 第13条 (contract / statutory duty)",
@@ -56,31 +57,29 @@ def _grants(now: datetime) -> list[Grant]:
         "*": "aggregate_only",
         "default": "aggregate_only",
         "tax_paid": "aggregate_only",
+        "industry": "group_by",
+        "tax_arrears_months": "group_by",
     }
-    query_columns |= {"industry": "group_by", "tax_arrears_months": "group_by"}
     train_columns = {f: "aggregate_only" for f in (*FEATURES, "default")}
     enterprise = [f"{city}_enterprise" for city in CITIES]
-    return [
-        Grant(
-            grant_id="G-2026-0001-Q",
-            datasets={
-                d: DatasetTerms(epsilon=8.0, delta=1e-4, columns=query_columns) for d in enterprise
-            },
-            actions={"query"},
-            epsilon_per_use=4.0,
-            **common,
-        ),
-        Grant(
-            grant_id="G-2026-0001-T",
-            datasets={
-                d: DatasetTerms(epsilon=4.0, delta=1e-4, columns=train_columns) for d in enterprise
-            },
-            actions={"train"},
-            epsilon_per_use=3.0,
-            models={"logreg", "mlp"},
-            **common,
-        ),
-    ]
+    query = {
+        "grant_id": "G-2026-0001-Q",
+        "datasets": {
+            d: {"epsilon": 8.0, "delta": 1e-4, "columns": query_columns} for d in enterprise
+        },
+        "actions": ["query"],
+        "epsilon_per_use": 4.0,
+    }
+    train = {
+        "grant_id": "G-2026-0001-T",
+        "datasets": {
+            d: {"epsilon": 4.0, "delta": 1e-4, "columns": train_columns} for d in enterprise
+        },
+        "actions": ["train"],
+        "epsilon_per_use": 3.0,
+        "models": ["logreg", "mlp"],
+    }
+    return [Grant.model_validate({**common, **query}), Grant.model_validate({**common, **train})]
 
 
 def run_demo(workdir: Path, quick: bool = False, echo: Callable[[str], None] = print) -> None:
@@ -167,7 +166,9 @@ def run_demo(workdir: Path, quick: bool = False, echo: Callable[[str], None] = p
     _audit(authority, workdir, echo)
 
 
-def _train(catalog, authority: Authority, quick: bool, echo: Callable[[str], None]) -> None:
+def _train(
+    catalog: Catalog, authority: Authority, quick: bool, echo: Callable[[str], None]
+) -> None:
     from federation.job import JobSpec
     from sandbox.training import TrainingService, categorical_sizes, save_model
 
