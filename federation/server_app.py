@@ -7,8 +7,9 @@ answered when at least ``min_nodes`` did; abort cleanly otherwise; and time ever
 FedAvg weights are the nodes' DP row counts, never exact counts. The steps, in order:
 
 1. :meth:`~JobServer.describe`: learn each node's name and DP row count;
-2. :meth:`~JobServer.train_round`, ``rounds`` times: send the global weights, aggregate the
-   replies (or, under client-level DP, clip and noise them), record the round;
+2. :meth:`~JobServer.train_round`, ``rounds`` times: send the global weights, tally the steps
+   the nodes took (charged even if the round then stops the job), aggregate the replies (or,
+   under client-level DP, clip and noise them), record the round;
 3. :meth:`~JobServer.evaluate`: the held-out accuracy of the final model, as DP counts.
 
 Everything is written into a :class:`~federation.outcome.JobOutcome`; the runner turns it into
@@ -167,6 +168,7 @@ class JobServer:
         else:
             messages = list(strategy.configure_train(rnd, arrays, config, grid))
         ok, failed = self.exchange(grid, messages, f"train round {rnd}")
+        self.tally_steps(ok, failed)  # before anything can stop the job: the steps were taken
         if self.spec.client_dp:
             new: ArrayRecord | None = self.client_dp_aggregate(arrays, ok)
             self.outcome.client_rounds += 1
@@ -196,29 +198,30 @@ class JobServer:
         )
         return ArrayRecord(torch_state_dict={k: torch.as_tensor(v) for k, v in new.items()})
 
-    def record_round(
-        self, rnd: int, ok: list[Message], failed: list[str], wall: float, current: Weights
-    ) -> None:
-        """Tally each node's steps and rounds, charge failed nodes, keep the round's metrics."""
+    def tally_steps(self, ok: list[Message], failed: list[str]) -> None:
+        """Add each node's reported steps; a failed node is charged its round's steps."""
         out = self.outcome
-        answered, compute, norms = [], [], []
         for reply in ok:
             name = self.names[reply.metadata.src_node_id]
-            answered.append(name)
             out.steps[name] = out.steps.get(name, 0) + int(_metric(reply, "steps"))
             out.rounds_participated[name] = out.rounds_participated.get(name, 0) + 1
-            compute.append(_metric(reply, "compute-s"))
-            norms.append(_metric(reply, "update-norm"))
         for name in failed:
             # A failed node may have taken its steps before failing: charge them.
             if name in self.plan.nodes:
                 steps = self.plan.nodes[name].steps_per_round
                 out.steps[name] = out.steps.get(name, 0) + steps
+
+    def record_round(
+        self, rnd: int, ok: list[Message], failed: list[str], wall: float, current: Weights
+    ) -> None:
+        """Keep the round's metrics (and weights, when asked); tell ``on_round``."""
+        compute = [_metric(reply, "compute-s") for reply in ok]
+        norms = [_metric(reply, "update-norm") for reply in ok]
         slowest = max(compute, default=0.0)
-        out.rounds.append(
+        self.outcome.rounds.append(
             RoundMetrics(
                 round=rnd,
-                nodes=tuple(sorted(answered)),
+                nodes=tuple(sorted(self.names[r.metadata.src_node_id] for r in ok)),
                 failed=tuple(sorted(failed)),
                 wall_s=wall,
                 max_compute_s=slowest,
@@ -228,7 +231,7 @@ class JobServer:
             )
         )
         if self.keep_round_weights:
-            out.round_weights.append(current)
+            self.outcome.round_weights.append(current)
         if self.on_round is not None:
             self.on_round(rnd, current)
 
