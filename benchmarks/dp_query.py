@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from sandbox.catalog import load_catalog, load_frame
-from sandbox.engine import QueryEngine
+from sandbox.query import QueryEngine
 
 CITIES = ["济南", "青岛", "日照", "德州"]
 SQL = "SELECT city, COUNT(*) AS n, SUM(income) AS total FROM bench GROUP BY city"

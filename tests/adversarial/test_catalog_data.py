@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from sandbox.catalog import check_dataset, load_catalog, load_manifest
-from sandbox.engine import QueryEngine
+from sandbox.query import QueryEngine
 from sandbox.errors import ManifestError, SandboxError
 
 SECRET = 123456789012.25  # a raw value that must never appear in an error

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from sandbox.catalog import load_catalog
-from sandbox.engine import QueryEngine
+from sandbox.query import QueryEngine
 from sandbox.errors import SandboxError, UnsupportedQuery
-from sandbox.sql import MAX_IN_LIST, MAX_PREDICATES, MAX_SELECT_ITEMS, MAX_SQL_LENGTH
+from sandbox.query import MAX_IN_LIST, MAX_PREDICATES, MAX_SELECT_ITEMS, MAX_SQL_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_in_list_of_2000_literals_does_not_kill_the_process(pums_catalog_dir):
     script = textwrap.dedent(
         f"""
         from sandbox.catalog import load_catalog
-        from sandbox.engine import QueryEngine
+        from sandbox.query import QueryEngine
         from sandbox.errors import UnsupportedQuery
         engine = QueryEngine(load_catalog({str(pums_catalog_dir)!r}))
         sql = "SELECT COUNT(*) FROM pums WHERE age IN (" + ",".join(

@@ -8,7 +8,7 @@ import pytest
 from policies.bounds import EPSILON_MIN
 from policies.errors import PrivacyParameterError as PolicyPrivacyParameterError
 from sandbox.catalog import load_catalog
-from sandbox.engine import QueryEngine
+from sandbox.query import QueryEngine
 from sandbox.errors import ManifestError, PrivacyParameterError
 
 

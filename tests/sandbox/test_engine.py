@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from sandbox.catalog import load_catalog, load_frame
-from sandbox.engine import QueryEngine
+from sandbox.query import QueryEngine
 from sandbox.errors import MissingBounds, PrivacyParameterError, UnknownColumn, UnsupportedQuery
 
 # Exact values from the PUMS README (computed from the file itself).
@@ -250,7 +250,7 @@ def test_dates_filter_and_group_as_public_keys(tmp_path):
 def test_opendp_refusals_become_query_errors_and_spend_nothing(pums_catalog_dir, monkeypatch):
     import opendp.prelude as dp
 
-    from sandbox.engine import DatasetContext
+    from sandbox.query import DatasetContext
 
     engine = QueryEngine(load_catalog(pums_catalog_dir))
     engine.run("SELECT COUNT(*) FROM pums", epsilon=0.5)
