@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -48,7 +48,9 @@ class JobSpec(BaseModel):
     noise of every DP-SGD step) is drawn on each node from the operating system's CSPRNG and
     cannot be set by the job; see :mod:`federation.dpsgd`.
 
-    Every float must be finite, and every epsilon at least :data:`EPSILON_FLOOR`.
+    Every float must be finite, and every epsilon at least :data:`EPSILON_FLOOR`. An invalid
+    job raises :class:`~federation.errors.InvalidJobError` (also a ``ValueError``), whether it
+    is built here or read with :meth:`parse` or :meth:`from_file`.
 
     >>> spec = JobSpec(model="logreg", features=("age",), label="y", nodes=("a", "b"),
     ...                sample_rate=0.01, target_epsilon=2.0)
@@ -91,6 +93,13 @@ class JobSpec(BaseModel):
     round_timeout_s: float = Field(default=600.0, gt=0)
     #: Fixes the initial weights only (``init_seed`` is accepted as another name for it).
     seed: int = Field(default=0, ge=0, lt=2**63, validation_alias=AliasChoices("seed", "init_seed"))
+
+    def __init__(self, **data: Any) -> None:
+        """Validate the fields; raises :class:`InvalidJobError` naming every problem."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidJobError(f"invalid training job: {describe_errors(exc)}") from None
 
     @property
     def init_seed(self) -> int:
@@ -152,20 +161,26 @@ class JobSpec(BaseModel):
         """
         try:
             if isinstance(data, str | bytes):
-                return cls.model_validate_json(data)
-            if not isinstance(data, dict):
+                data = json.loads(data)
+            if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
                 raise InvalidJobError(
                     "invalid training job: a job is a mapping of fields (model, features, "
                     "label, nodes, ...); see docs/federation.md"
                 )
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidJobError(f"invalid training job: {describe_errors(exc)}") from None
+            return cls(**data)
+        except InvalidJobError:
+            raise
+        except json.JSONDecodeError as exc:
+            raise InvalidJobError(
+                f"invalid training job: not JSON (line {exc.lineno}, column {exc.colno}); "
+                "see docs/federation.md for the format"
+            ) from None
         except (ValueError, TypeError, RecursionError) as exc:
-            # e.g. a model hyperparameter outside the zoo's range raised while validating
-            if isinstance(exc, InvalidJobError):
-                raise
-            raise InvalidJobError(f"invalid training job: {type(exc).__name__}") from None
+            # e.g. text that is not UTF-8, or nested too deeply to read
+            raise InvalidJobError(
+                f"invalid training job ({type(exc).__name__}); send a JSON object of job "
+                "fields, see docs/federation.md"
+            ) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> JobSpec:
