@@ -21,26 +21,23 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+import numpy as np
+import polars as pl
+import torch
+from sklearn.metrics import roc_auc_score
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from federation.accounting import PrivacyCost  # noqa: E402
-from federation.dpsgd import load_weights, predict_proba, train_local  # noqa: E402
-from federation.job import JobSpec  # noqa: E402
-from federation.loader import NodeData  # noqa: E402
-from federation.result import TrainingResult  # noqa: E402
-from federation.simulation import run_simulation  # noqa: E402
-from federation.synthetic import (  # noqa: E402
+from federation.accounting import PrivacyCost
+from federation.dpsgd import load_weights, predict_proba, train_local
+from federation.job import JobSpec
+from federation.loader import NodeData
+from federation.result import TrainingResult
+from federation.simulation import run_simulation
+from federation.synthetic import (
     SYNTHETIC_CATEGORICAL,
     SYNTHETIC_FEATURES,
     SyntheticLoader,
 )
-from federation.zoo import build_model  # noqa: E402
+from federation.zoo import build_model
 
 PUMS = Path(__file__).resolve().parents[1] / "examples" / "pums" / "pums.csv"
 CITIES = ("jinan", "qingdao", "rizhao", "dezhou")
