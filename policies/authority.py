@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from policies import reservations
+from policies.bounds import check_text
 from policies.datasets import DatasetPolicy
 from policies.db import Database, private_dir
 from policies.engine import Decision, PolicyEngine
@@ -242,6 +243,9 @@ class Authority:
 
         A grant whose stored version cannot be read is revoked too.
         """
+        check_text(grant_id, "grant id", 200)
+        check_text(revoked_by, "revoked_by")
+        check_text(reason, "reason")
         with self.db.transaction() as conn:
             stored = self.registry.revoke_grant(grant_id, revoked_by, reason, conn)
             self.log.append_in(

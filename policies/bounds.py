@@ -27,8 +27,15 @@ from policies.errors import PrivacyParameterError
 
 #: The smallest epsilon accepted anywhere: one micro-epsilon, the ledger's unit.
 EPSILON_MIN = 1e-6
+#: The largest epsilon accepted anywhere. Far beyond any meaningful guarantee (grants cap each
+#: use much lower), it keeps every amount a 64-bit integer in the ledger and in Cedar.
+EPSILON_MAX = 1e7
 #: The smallest zCDP rho accepted: one nano-rho, the ledger's unit.
 RHO_MIN = 1e-9
+#: The largest zCDP rho accepted (64-bit integer nano-rho).
+RHO_MAX = 1e7
+#: The largest minimum group size a grant or request may name (a 64-bit integer in Cedar).
+MAX_GROUP_SIZE = 1_000_000_000
 
 
 def _number(name: str, value: Any) -> float:
@@ -48,6 +55,10 @@ def check_epsilon(value: Any, name: str = "epsilon") -> float:
             f"{name} must be at least {EPSILON_MIN:g} (one micro-epsilon, the ledger's unit), "
             f"got {eps!r}"
         )
+    if eps > EPSILON_MAX:
+        raise PrivacyParameterError(
+            f"{name} must be at most {EPSILON_MAX:g}, got {eps:g}; ask for a smaller epsilon"
+        )
     return eps
 
 
@@ -57,6 +68,10 @@ def check_rho(value: Any, name: str = "rho") -> float:
     if rho < RHO_MIN:
         raise PrivacyParameterError(
             f"{name} must be at least {RHO_MIN:g} (one nano-rho, the ledger's unit), got {rho!r}"
+        )
+    if rho > RHO_MAX:
+        raise PrivacyParameterError(
+            f"{name} must be at most {RHO_MAX:g}, got {rho:g}; ask for a smaller rho"
         )
     return rho
 
@@ -94,3 +109,37 @@ def check_delta(
             "allows; choose a smaller delta"
         )
     return delta
+
+
+def check_text(value: str, name: str, max_length: int = 1000) -> str:
+    """``value`` if it is text that can be stored and logged: encodable as UTF-8 (no lone
+    surrogates), without NUL, and at most ``max_length`` characters."""
+    from policies.errors import InvalidRequestError
+
+    if len(value) > max_length:
+        raise InvalidRequestError(f"{name} is longer than {max_length} characters; shorten it")
+    if "\x00" in value:
+        raise InvalidRequestError(f"{name} contains a NUL character; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(
+            f"{name} is not valid Unicode text (it holds a lone surrogate); send UTF-8 text"
+        ) from None
+    return value
+
+
+def check_all_text(data: Any, what: str, max_length: int = 10_000) -> Any:
+    """``data`` unchanged if every string in it (keys and values, nested) passes
+    :func:`check_text`; a pydantic ``mode="before"`` validator for models stored and logged."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            check_text(item, f"a text field of the {what}", max_length)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return data

@@ -6,9 +6,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policies.bounds import check_delta, check_epsilon
+from policies.bounds import check_all_text, check_delta, check_epsilon
 from policies.parsing import load_document, parse_model
 
 
@@ -28,6 +28,11 @@ class DatasetPolicy(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        return check_all_text(data, "dataset policy")
 
     dataset_id: str = Field(min_length=1)
     department: str = Field(min_length=1)

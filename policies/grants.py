@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policies.bounds import check_delta, check_epsilon
+from policies.bounds import MAX_GROUP_SIZE, check_all_text, check_delta, check_epsilon
 from policies.errors import InvalidRequestError
 from policies.parsing import load_document, parse_model
 
@@ -94,6 +94,11 @@ class Grant(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        return check_all_text(data, "grant")
+
     grant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
     firm: str = Field(min_length=1)
     datasets: dict[str, DatasetTerms] = Field(min_length=1)
@@ -101,7 +106,7 @@ class Grant(BaseModel):
     legal_basis: str = Field(min_length=1)
     actions: frozenset[Action] = Field(min_length=1)
     epsilon_per_use: float
-    min_group_size: int = Field(ge=1)
+    min_group_size: int = Field(ge=1, le=MAX_GROUP_SIZE)
     models: frozenset[str] = frozenset()
     valid_from: datetime
     valid_until: datetime

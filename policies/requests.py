@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from policies.bounds import MAX_GROUP_SIZE, check_all_text
 from policies.errors import InvalidRequestError
 from policies.grants import Action, ColumnUse
 from policies.loss import PrivacyLoss
@@ -37,6 +39,11 @@ class Request(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        return check_all_text(data, "request")
+
     firm: str = Field(min_length=1)
     dataset: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
@@ -45,7 +52,7 @@ class Request(BaseModel):
     epsilon: float
     delta: float = 0.0
     rho: float | None = None
-    min_group_size: int | None = Field(default=None, ge=1)
+    min_group_size: int | None = Field(default=None, ge=1, le=MAX_GROUP_SIZE)
     model: str | None = None
     grant_id: str | None = None
     plan_digest: str | None = Field(

@@ -263,6 +263,11 @@ class TrainingService:
         sandbox's errors for a job the catalog cannot serve, and the policies' or
         federation's errors of the governed path.
         """
+        if not spec.dp:
+            raise TrainingError(
+                "this job has dp=False: training on person data without DP-SGD is refused; "
+                "set dp: true with a target_epsilon"
+            )
         for node in spec.nodes:
             # Unknown datasets or columns, and a delta the dataset does not allow (below
             # 1/row_bound and at most max_delta: public metadata, so a refusal reveals nothing
@@ -279,18 +284,20 @@ class TrainingService:
 
     def _decide(self, firm: str, purpose: str, spec: JobSpec, node: str, plan: JobPlan) -> Decision:
         cost = plan.predicted[node]
-        request = Request(
-            firm=firm,
-            dataset=node,
-            purpose=purpose,
-            action=Action.TRAIN,
-            columns=tuple(
-                ColumnRef(name=c, use=ColumnUse.AGGREGATE) for c in (*spec.features, spec.label)
-            ),
-            epsilon=cost.epsilon,
-            delta=cost.delta,
-            model=spec.model,
-            plan_digest=spec.config_hash(),
+        request = Request.parse(
+            {
+                "firm": firm,
+                "dataset": node,
+                "purpose": purpose,
+                "action": Action.TRAIN,
+                "columns": tuple(
+                    ColumnRef(name=c, use=ColumnUse.AGGREGATE) for c in (*spec.features, spec.label)
+                ),
+                "epsilon": cost.epsilon,
+                "delta": cost.delta,
+                "model": spec.model,
+                "plan_digest": spec.config_hash(),
+            }
         )
         decision = self.authority.decide(request)
         if not decision.permit:

@@ -16,7 +16,9 @@ from policy_helpers import credit_grant, query, tax_dataset  # noqa: E402
 from policies import (  # noqa: E402
     BudgetLedger,
     ColumnRule,
+    DatasetPolicy,
     DatasetTerms,
+    Grant,
     InvalidRequestError,
     Loss,
 )
@@ -99,3 +101,14 @@ def test_grant_file_bombs_are_refused_quickly(tmp_path: Path) -> None:
         with pytest.raises(InvalidRequestError) as info:
             load_grant_file(path)
         assert "\n" not in str(info.value), name
+
+
+@pytest.mark.parametrize("epsilon", [1e308, 1e8])
+def test_grant_and_dataset_caps_beyond_the_integer_range_are_refused(epsilon: float) -> None:
+    """A cap of 1e308 used to overflow the ledger's integer units (OverflowError)."""
+    grant = credit_grant().model_dump(mode="json")
+    grant["datasets"] = {"tax": {"epsilon": epsilon, "delta": 1e-7, "columns": {}}}
+    with pytest.raises(InvalidRequestError, match="at most"):
+        Grant.parse(grant)
+    with pytest.raises(InvalidRequestError, match="at most"):
+        DatasetPolicy.parse({**tax_dataset().model_dump(mode="json"), "epsilon_cap": epsilon})

@@ -65,3 +65,38 @@ def test_a_delta_the_dataset_refuses_is_refused_before_the_decision(service):
         service.query("acme", "research", "SELECT COUNT(*) AS n FROM pums", 0.5, delta=0.5)
     assert len(service.authority.log.search(kind="decision")) == decisions_before
     assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"grant_id": "\ud800"},
+        {"firm_text": "acme\ud800"},
+        {"purpose_text": "research\x00"},
+        {"epsilon": 1e308},
+        {"min_group_size": 10**30},
+    ],
+    ids=["surrogate-grant-id", "surrogate-firm", "nul-purpose", "epsilon-1e308", "huge-group"],
+)
+def test_hostile_request_fields_are_our_error_and_cost_nothing(service, kwargs):
+    """Text that cannot be stored or logged, and amounts that overflow the ledger's or Cedar's
+    64-bit integers, are refused with the project's errors before any decision is logged."""
+    from policies.errors import PolicyError
+    from sandbox.errors import SandboxError
+
+    firm = kwargs.pop("firm_text", "acme")
+    purpose = kwargs.pop("purpose_text", "research")
+    epsilon = kwargs.pop("epsilon", 0.5)
+    decisions_before = len(service.authority.log.search(kind="decision"))
+    with pytest.raises((PolicyError, SandboxError)):
+        service.query(firm, purpose, "SELECT COUNT(*) AS n FROM pums", epsilon, **kwargs)
+    assert len(service.authority.log.search(kind="decision")) == decisions_before
+    assert service.authority.remaining("g1", "pums").epsilon == pytest.approx(2.0)
+
+
+def test_revoking_a_hostile_grant_id_is_our_error(service):
+    from policies.errors import PolicyError
+
+    with pytest.raises(PolicyError):
+        service.authority.revoke_grant("\ud800", "official-1", "hostile id")
+    assert service.authority.registry.grant("g1").revoked is False
