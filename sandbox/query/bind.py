@@ -78,9 +78,14 @@ class Binder:
     def column(self, node: exp.Expression) -> ColumnSpec:
         """The queryable column ``node`` names."""
         if not isinstance(node, exp.Column):
-            raise UnsupportedQuery(f"expected a column name, got {node.sql()!r}")
+            raise UnsupportedQuery(
+                f"expected a column name, got {node.sql()!r}; name a column of the dataset"
+            )
         if node.table and node.table != self.manifest.name:
-            raise UnknownColumn(f"{node.sql()!r} does not refer to dataset {self.manifest.name!r}")
+            raise UnknownColumn(
+                f"{node.sql()!r} does not refer to dataset {self.manifest.name!r}; qualify "
+                "columns with the dataset named in FROM, or not at all"
+            )
         try:
             spec = self.manifest.column(node.name)
         except KeyError:
@@ -92,7 +97,7 @@ class Binder:
         if spec.role == "identifier":
             raise UnknownColumn(
                 f"column {spec.name!r} is an identifier of {self.manifest.name!r} and can never "
-                "be used in a query"
+                "be used in a query; use its other columns (see `sandbox datasets`)"
             )
         return spec
 
@@ -100,7 +105,10 @@ class Binder:
         """A column that may be a GROUP BY key (not a float)."""
         spec = self.column(node)
         if spec.type == "float":
-            raise UnsupportedQuery(f"cannot GROUP BY the float column {spec.name!r}")
+            raise UnsupportedQuery(
+                f"cannot GROUP BY the float column {spec.name!r}; group by an int, string, "
+                "bool or date column"
+            )
         return spec.name
 
     def aggregate(self, node: exp.Expression, alias: str | None, position: int) -> Aggregate:
@@ -108,7 +116,9 @@ class Binder:
         if isinstance(node, exp.Count):
             arg = node.this
             if isinstance(arg, exp.Distinct):
-                raise UnsupportedQuery("COUNT(DISTINCT ...) is not supported")
+                raise UnsupportedQuery(
+                    "COUNT(DISTINCT ...) is not supported; use COUNT(*) or COUNT(column)"
+                )
             if isinstance(arg, exp.Star) or arg is None:
                 return Aggregate("count", None, alias or "count")
             return Aggregate("count", self.column(arg).name, alias or f"count_{arg.name}")
@@ -137,17 +147,21 @@ class Binder:
             )
         raise UnsupportedQuery(
             f"select item {position + 1} ({node.sql()!r}) is neither a group-by key nor a "
-            "supported aggregate"
+            "supported aggregate; select group-by keys and COUNT, SUM, AVG, MEDIAN or QUANTILE"
         )
 
     def _bounded(self, node: exp.Expression, what: str) -> ColumnSpec:
         spec = self.column(node)
         if not spec.is_numeric:
-            raise UnsupportedQuery(f"{what} needs a numeric column; {spec.name!r} is {spec.type}")
+            raise UnsupportedQuery(
+                f"{what} needs a numeric column; {spec.name!r} is {spec.type}; use an int or "
+                "float column, or COUNT"
+            )
         if spec.bounds is None:
             raise MissingBounds(
                 f"{what}({spec.name}) needs public bounds; the manifest of "
-                f"{self.manifest.name!r} declares none for {spec.name!r}"
+                f"{self.manifest.name!r} declares none for {spec.name!r}; use COUNT, or ask the "
+                "department to declare bounds"
             )
         return spec
 
@@ -196,7 +210,10 @@ class Binder:
                 comparison = _FLIPPED[comparison]
             spec = self.column(left)
             return Compare(spec.name, comparison, self.literal(right, spec))
-        raise UnsupportedQuery(f"condition {one_line(node.sql())!r} is not supported in WHERE")
+        raise UnsupportedQuery(
+            f"condition {one_line(node.sql())!r} is not supported in WHERE; compare columns "
+            "with literals using = != < <= > >= IN BETWEEN IS NULL, joined by AND OR NOT"
+        )
 
     def literal(self, node: exp.Expression, spec: ColumnSpec) -> Any:
         """A literal compared with ``spec``'s column, as a value of its type."""
@@ -222,7 +239,9 @@ class Binder:
                 f"{node.sql()!r} is not a literal; compare columns with literals"
             )
         if spec.type in ("int", "float") and isinstance(raw, str):
-            raise UnsupportedQuery(f"column {spec.name!r} is {spec.type}; {raw!r} is a string")
+            raise UnsupportedQuery(
+                f"column {spec.name!r} is {spec.type}; {raw!r} is a string; compare with a number"
+            )
         if isinstance(raw, float) and not math.isfinite(raw):
             raise UnsupportedQuery("literals must be finite numbers")
         if spec.type == "int" and isinstance(raw, float):

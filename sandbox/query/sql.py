@@ -72,7 +72,8 @@ def parse_query(sql: str, catalog: Catalog) -> QueryPlan:
         return _plan(sql, statements[0], catalog)
     except RecursionError:  # pragma: no cover - the depth limit is far below Python's
         raise UnsupportedQuery(
-            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"
+            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels); "
+            "simplify the conditions"
         ) from None
 
 
@@ -109,7 +110,8 @@ def _parse(sql: str) -> list[exp.Expression]:
         ) from None
     except RecursionError:
         raise UnsupportedQuery(
-            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels)"
+            f"the query is nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels); "
+            "simplify the conditions"
         ) from None
     except Exception as exc:  # the parser's own defects must not escape as ours
         raise UnsupportedQuery(f"cannot parse the SQL ({type(exc).__name__})") from None
