@@ -108,6 +108,8 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        # pydantic reports these ValueErrors as validation errors; __init__ and parse turn
+        # them into one InvalidJobError naming every problem.
         validate_model_params(self.model, self.model_params)
         if not self.features:
             raise ValueError("features must name at least one column")
