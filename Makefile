@@ -22,7 +22,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q --durations=5
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -35,10 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-from benchmarks.fuzz_inputs import FIRM, PURPOSE, column_kind  # noqa: E402
+from benchmarks.fuzz_inputs import FIRM, PURPOSE, column_kind
 
 CANARY_FIRM = "canary-firm"
 CANARY_PURPOSE = "isolation canary"

@@ -1,12 +1,8 @@
 """Shared fixtures. Tests never read ../shared: data they need lives in the repository."""
 
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,3 +10,23 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def pums_catalog_dir() -> Path:
     return ROOT / "examples" / "pums"
+
+
+_DOCTESTS: set[str] = set()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Remember which collected items are docstring examples (``--doctest-modules``)."""
+    _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many docstring examples ran, next to the suite's own count."""
+    counts = {
+        outcome: sum(1 for r in terminalreporter.stats.get(outcome, ()) if r.nodeid in _DOCTESTS)
+        for outcome in ("passed", "failed")
+    }
+    terminalreporter.write_line(
+        f"doctests: {counts['passed']} passed, {counts['failed']} failed "
+        f"(docstring examples of sandbox, policies and federation)"
+    )

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 
 from sandbox.catalog import check_dataset, load_catalog, load_manifest
-from sandbox.query import QueryEngine
 from sandbox.errors import ManifestError, SandboxError
+from sandbox.query import QueryEngine
 
 SECRET = 123456789012.25  # a raw value that must never appear in an error
 

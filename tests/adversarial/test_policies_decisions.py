@@ -120,7 +120,7 @@ def test_query_service_does_not_return_a_result_revoked_during_the_release(
 
     from policies import Grant
     from sandbox.catalog import load_catalog
-    from sandbox.engine import PreparedQuery
+    from sandbox.query import PreparedQuery
     from sandbox.service import QueryService, dataset_policy
 
     catalog = load_catalog(pums_catalog_dir)

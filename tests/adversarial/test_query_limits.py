@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.catalog import load_catalog
-from sandbox.query import QueryEngine
 from sandbox.errors import SandboxError, UnsupportedQuery
-from sandbox.query import MAX_IN_LIST, MAX_PREDICATES, MAX_SELECT_ITEMS, MAX_SQL_LENGTH
+from sandbox.query import MAX_IN_LIST, MAX_PREDICATES, MAX_SELECT_ITEMS, MAX_SQL_LENGTH, QueryEngine
 
 ROOT = Path(__file__).resolve().parents[2]
 

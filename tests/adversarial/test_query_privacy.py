@@ -8,8 +8,8 @@ import pytest
 from policies.bounds import EPSILON_MIN
 from policies.errors import PrivacyParameterError as PolicyPrivacyParameterError
 from sandbox.catalog import load_catalog
-from sandbox.query import QueryEngine
 from sandbox.errors import ManifestError, PrivacyParameterError
+from sandbox.query import QueryEngine
 
 
 def _catalog(tmp_path, rows: int, extra: str = "") -> QueryEngine:

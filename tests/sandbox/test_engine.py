@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from sandbox.catalog import load_catalog, load_frame
-from sandbox.query import QueryEngine
 from sandbox.errors import MissingBounds, PrivacyParameterError, UnknownColumn, UnsupportedQuery
+from sandbox.query import QueryEngine
 
 # Exact values from the PUMS README (computed from the file itself).
 EXACT = {

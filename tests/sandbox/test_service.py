@@ -130,7 +130,7 @@ def test_small_groups_are_suppressed_by_the_grant(service):
 
 
 def test_a_failed_release_is_refunded_and_logged(service, monkeypatch):
-    from sandbox.engine import PreparedQuery
+    from sandbox.query import PreparedQuery
 
     def broken(self):
         raise RuntimeError("node lost power before releasing")
