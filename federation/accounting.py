@@ -63,6 +63,9 @@ __all__ = [
 
 #: Fewest nodes a job must have to ask for client-level DP (see :mod:`federation.client_dp`).
 MIN_CLIENT_DP_NODES = 20
+#: Most DP-SGD steps a node may take in one round; a tinier sample rate is refused (it would
+#: also overflow the step count) rather than run for ever.
+MAX_STEPS_PER_ROUND = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,13 @@ def steps_per_round(local_epochs: float, sample_rate: float) -> int:
     >>> steps_per_round(1.0, 0.01)
     100
     """
-    return max(1, math.ceil(local_epochs / sample_rate))
+    steps = local_epochs / sample_rate
+    if not steps <= MAX_STEPS_PER_ROUND:
+        raise InvalidJobError(
+            f"local_epochs / sample_rate asks for more than {MAX_STEPS_PER_ROUND:,} DP-SGD steps "
+            "per round; raise sample_rate (or batch_size) or lower local_epochs"
+        )
+    return max(1, math.ceil(steps))
 
 
 def sgd_target_epsilon(spec: JobSpec) -> float:

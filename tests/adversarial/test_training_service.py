@@ -16,13 +16,13 @@ from flwr.supercore.task_identity import TaskIdentity
 
 import sandbox.training as training
 from federation.client_app import handle_train
-from federation.errors import BudgetExceededError, NodeApprovalError
+from federation.errors import BudgetExceededError, InvalidJobError, NodeApprovalError
 from federation.job import JobSpec
 from federation.zoo import build_model
 from policies.authority import Authority
 from policies.grants import DatasetTerms, Grant
 from sandbox.catalog import load_catalog
-from sandbox.errors import PrivacyParameterError
+from sandbox.errors import PrivacyParameterError, TrainingError
 from sandbox.service import dataset_policy
 from sandbox.training import CatalogLoader, TrainingService
 
@@ -191,6 +191,28 @@ def test_delta_not_below_one_over_rows_is_refused_before_any_spend(
     assert authority.log.search(kind="reservation") == []
     assert authority.log.search(kind="decision") == []
     assert authority.remaining("T1", "people").epsilon == pytest.approx(50.0)
+
+
+def test_non_private_job_is_refused_by_the_service_before_any_decision(
+    tmp_path: Path, catalog_dir: Path
+) -> None:
+    """dp=False used to reach the policy engine with an infinite epsilon (pydantic error)."""
+    authority = _authority(tmp_path, catalog_dir)
+    service = TrainingService(load_catalog(catalog_dir), authority)
+    with pytest.raises(TrainingError, match="dp=False"):
+        service.train("bank", "credit risk", _spec(dp=False, noise_multiplier=None))
+    assert authority.log.search(kind="decision") == []
+
+
+def test_a_vanishing_sample_rate_is_refused_before_any_decision(
+    tmp_path: Path, catalog_dir: Path
+) -> None:
+    """sample_rate=5e-324 used to overflow the step count (OverflowError)."""
+    authority = _authority(tmp_path, catalog_dir)
+    service = TrainingService(load_catalog(catalog_dir), authority)
+    with pytest.raises(InvalidJobError, match="steps"):
+        service.train("bank", "credit risk", _spec(sample_rate=5e-324))
+    assert authority.log.search(kind="decision") == []
 
 
 def _train_message(spec: JobSpec, grants: dict[str, str]) -> Message:
