@@ -228,11 +228,19 @@ class JobSpec(BaseModel):
 
 
 def describe_errors(exc: ValidationError) -> str:
-    """One line per problem, ``field: message``, without echoing the offending values."""
+    """``field: message`` per problem on one line, without echoing the offending values; a
+    field name that is not plain printable text is not echoed either, and at most five
+    problems are named."""
     parts = []
-    for err in exc.errors(include_url=False, include_input=False):
+    errors = exc.errors(include_url=False, include_input=False)
+    for err in errors[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "job"
-        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        if len(where) > 80 or not where.isprintable():
+            where = "a field whose name is not plain text"
+        message = " ".join(err["msg"].removeprefix("Value error, ").split())
+        parts.append(f"{where}: {message}")
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more problems")
     return "; ".join(parts)
 
 

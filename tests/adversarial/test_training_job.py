@@ -92,3 +92,10 @@ def test_a_garbled_job_message_gets_a_federation_error(tmp_path: Path) -> None:
     context = Context(1, 10, {"partition-id": 0, "num-partitions": 1}, RecordDict(), {})
     with pytest.raises(FederationError):
         handle_train(msg, context, {}, str(tmp_path))
+
+
+def test_a_hostile_field_name_does_not_break_the_one_line_error() -> None:
+    """A field name holding a newline used to be echoed into a multi-line message."""
+    with pytest.raises(InvalidJobError) as caught:
+        JobSpec.parse({**BASE, "target_epsilon": 1.0, "evil\nname\x80": 1})
+    assert "\n" not in str(caught.value) and "evil" not in str(caught.value)
