@@ -67,3 +67,15 @@ class TrainingError(SandboxError):
 
 class GenerateError(SandboxError, ValueError):
     """Bad input to the synthetic data generator; the message says what to change."""
+
+
+class CredentialError(SandboxError):
+    """A certificate, CA or API key could not be made, read or used; the message says what to do."""
+
+
+class AuthenticationError(CredentialError):
+    """A caller presented no credential, or one that does not verify (unknown, revoked, forged)."""
+
+
+class RoleError(CredentialError):
+    """An authenticated caller asked for something its role may not do (a firm cannot approve)."""
