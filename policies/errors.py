@@ -68,3 +68,11 @@ class TreeHeadError(PolicyError, ValueError):
 
 class VerificationError(PolicyError, ValueError):
     """The export is not a complete, untampered log signed by the given key."""
+
+
+class InstructionError(PolicyError, ValueError):
+    """A signed instruction or notice is malformed, not canonical, or its signature fails."""
+
+
+class InstructionSignatureError(InstructionError):
+    """The signature does not verify under the authority's key, or names another key."""
