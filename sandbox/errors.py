@@ -79,3 +79,23 @@ class AuthenticationError(CredentialError):
 
 class RoleError(CredentialError):
     """An authenticated caller asked for something its role may not do (a firm cannot approve)."""
+
+
+class InstructionRefused(SandboxError):
+    """A department node refused an instruction; nothing ran and nothing was reserved.
+
+    ``code`` names the check that failed: ``signature``, ``malformed``, ``not_yet_valid``,
+    ``expired``, ``lifetime``, ``grant_expired``, ``revoked``, ``stale_grant``, ``replayed``,
+    ``no_dataset_cap``, ``grant_budget`` or ``dataset_budget``."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+class AdmissionStateError(SandboxError):
+    """An admission was settled twice in conflicting ways, or is unknown to this node."""
+
+
+class ProtocolError(SandboxError):
+    """The protocol's generated code could not be made or is out of date with its .proto file."""
