@@ -255,6 +255,7 @@ def _mount_audit() -> None:
 
 
 _mount_audit()
+__import__("sandbox.credentials.cli", fromlist=["mount"]).mount(app)  # certs, keys
 
 
 def main() -> None:  # pragma: no cover
