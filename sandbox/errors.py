@@ -99,3 +99,7 @@ class AdmissionStateError(SandboxError):
 
 class ProtocolError(SandboxError):
     """The protocol's generated code could not be made or is out of date with its .proto file."""
+
+
+class NodeServiceError(SandboxError):
+    """The department node service cannot start as configured (credentials, address, files)."""
