@@ -103,3 +103,26 @@ class ProtocolError(SandboxError):
 
 class NodeServiceError(SandboxError):
     """The department node service cannot start as configured (credentials, address, files)."""
+
+
+class HubError(SandboxError):
+    """The hub cannot serve a call as configured (a dataset it does not route, a bad setting)."""
+
+
+class UnknownDatasetError(HubError):
+    """The hub has no dataset of that name in its catalog; list the datasets first."""
+
+
+class NodeUnavailableError(HubError):
+    """The node holding a dataset did not answer; a reservation stays charged unless the node
+    confirmed that nothing was released."""
+
+
+class NodeRefusedError(HubError):
+    """The node answered that it released nothing (NotReleased); the reservation was refunded.
+
+    ``code`` is the node's own code for the check that failed."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
