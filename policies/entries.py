@@ -27,6 +27,9 @@ ENTRY_KINDS = frozenset(
         "revocation",
         "dataset",
         "policy",
+        "access_request",
+        "access_review",
+        "access_outcome",
     }
 )
 RESERVED_FIELDS = frozenset({"index", "ts_ms", "kind"})

@@ -76,3 +76,15 @@ class InstructionError(PolicyError, ValueError):
 
 class InstructionSignatureError(InstructionError):
     """The signature does not verify under the authority's key, or names another key."""
+
+
+class UnknownAccessRequestError(InvalidRequestError):
+    """No access request with this id exists (or it is not the caller's to see)."""
+
+
+class ReviewPermissionError(PolicyError):
+    """A department acted on a dataset of an access request that another department owns."""
+
+
+class RequestStateError(PolicyError):
+    """An access request or one of its reviews was already decided: the step cannot be taken."""
