@@ -28,7 +28,6 @@ from the request body.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 import time
@@ -36,18 +35,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from policies.authority import Authority, _guarded
-from policies.bounds import check_delta, check_text
-from policies.datasets import DatasetPolicy
+from policies.bounds import check_text
 from policies.errors import (
     InvalidRequestError,
     PolicyError,
-    RequestStateError,
-    ReviewPermissionError,
     UnknownAccessRequestError,
     UnknownGrantError,
 )
-from policies.grants import ColumnRule, DatasetTerms, Grant
+from policies.grants import Grant
 from policies.parsing import parse_model
+from policies.workflow_rules import (
+    APPROVING,
+    check_name,
+    check_reason,
+    fits_policy,
+    grant_id_for,
+    must_be_pending,
+    owned_reviews,
+    undecided,
+    unknown_request,
+)
+from policies.workflow_steps import close_request, mark_if_approved, record_review
 from policies.workflow_store import (
     MAX_NAME,
     MAX_REASON,
@@ -61,41 +69,6 @@ from policies.workflow_store import (
     read_request,
     read_requests,
 )
-
-_APPROVING = (ReviewDecision.APPROVED, ReviewDecision.AMENDED)
-
-
-def grant_id_for(request_id: str) -> str:
-    """The id of the grant issued for a request."""
-    return f"g-{request_id}"
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequestError(f"{what} must be a non-empty name")
-    return check_text(value, what, MAX_NAME)
-
-
-def _reason(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequestError(f"give a {what}: the firm sees it")
-    return check_text(value, what, MAX_REASON)
-
-
-def _fits_policy(name: str, terms: DatasetTerms, policy: DatasetPolicy) -> None:
-    """Refuse what the dataset's own policy can never allow."""
-    for column, rule in terms.columns.items():
-        if column in policy.identity_columns and rule is not ColumnRule.NEVER:
-            raise InvalidRequestError(
-                f"column {column!r} of dataset {name!r} is an identity column and never "
-                "usable; drop it from the request"
-            )
-    if terms.epsilon > policy.epsilon_cap:
-        raise InvalidRequestError(
-            f"epsilon {terms.epsilon:g} for dataset {name!r} exceeds its total cap "
-            f"{policy.epsilon_cap:g}; ask for less"
-        )
-    check_delta(terms.delta, f"delta for dataset {name!r}", max_delta=policy.delta_cap)
 
 
 class Workflow:
@@ -118,7 +91,7 @@ class Workflow:
     @_guarded
     def submit(self, firm: str, terms: AccessTerms | Mapping[str, Any] | str) -> AccessRequest:
         """Store a new pending request of ``firm`` and log it; return it."""
-        firm = _name(firm, "firm")
+        firm = check_name(firm, "firm")
         if not isinstance(terms, AccessTerms):
             terms = AccessTerms.parse(terms)
         now_ms = self._now_ms()
@@ -129,7 +102,7 @@ class Workflow:
             owners: dict[str, str] = {}
             for name, dataset_terms in terms.datasets.items():
                 policy = self.authority.registry.dataset(name, conn)
-                _fits_policy(name, dataset_terms, policy)
+                fits_policy(name, dataset_terms, policy)
                 owners[name] = policy.department
             fields = {
                 "request_id": request_id,
@@ -156,9 +129,16 @@ class Workflow:
     ) -> AccessRequest:
         """The firm takes back its pending request (logged)."""
         with self.db.transaction() as conn:
-            request = self._load(conn, request_id, firm=_name(firm, "firm"))
-            self._must_be_pending(request)
-            self._close(conn, request, RequestState.WITHDRAWN, [_reason(reason, "reason")])
+            request = self._load(conn, request_id, firm=check_name(firm, "firm"))
+            must_be_pending(request, self._now_ms())
+            close_request(
+                conn,
+                self.log,
+                self._now_ms(),
+                request,
+                RequestState.WITHDRAWN,
+                [check_reason(reason, "reason")],
+            )
         return self.get(request_id)
 
     # -- departments ----------------------------------------------------------------------
@@ -177,20 +157,29 @@ class Workflow:
 
         Approving again what the department already approved changes nothing and logs nothing.
         """
-        department = _name(department, "department")
-        reviewer = _name(reviewer or department, "reviewer")
+        department = check_name(department, "department")
+        reviewer = check_name(reviewer or department, "reviewer")
         note = check_text(note, "note", MAX_REASON)
         with self.db.transaction() as conn:
             request = self._load(conn, request_id)
-            targets = self._owned(request, department, dataset)
+            targets = owned_reviews(request, department, dataset)
             todo = [r for r in targets if r.decision is ReviewDecision.PENDING]
-            if not todo and all(r.decision in _APPROVING for r in targets):
+            if not todo and all(r.decision in APPROVING for r in targets):
                 issue = request.state is RequestState.APPROVED  # a retry finishes the grant
             else:
-                self._must_be_pending(request)
+                must_be_pending(request, self._now_ms())
                 for review in todo:
-                    self._decide(conn, request, review, ReviewDecision.APPROVED, reviewer, note)
-                issue = self._maybe_approved(conn, request_id)
+                    record_review(
+                        conn,
+                        self.log,
+                        self._now_ms(),
+                        request,
+                        review,
+                        ReviewDecision.APPROVED,
+                        reviewer,
+                        note,
+                    )
+                issue = mark_if_approved(conn, request_id, self._now_ms())
         if issue:
             self._issue(request_id)
         return self.get(request_id)
@@ -209,17 +198,33 @@ class Workflow:
 
         To refuse only some columns, :meth:`amend` the dataset dropping them instead.
         """
-        department = _name(department, "department")
-        reviewer = _name(reviewer or department, "reviewer")
-        reason = _reason(reason, "reason for the refusal")
+        department = check_name(department, "department")
+        reviewer = check_name(reviewer or department, "reviewer")
+        reason = check_reason(reason, "reason for the refusal")
         with self.db.transaction() as conn:
             request = self._load(conn, request_id)
-            targets = self._owned(request, department, dataset)
-            self._must_be_pending(request)
-            todo = self._undecided(request_id, targets)
+            targets = owned_reviews(request, department, dataset)
+            must_be_pending(request, self._now_ms())
+            todo = undecided(request_id, targets)
             for review in todo:
-                self._decide(conn, request, review, ReviewDecision.REFUSED, reviewer, reason)
-            self._close(conn, request, RequestState.REFUSED, [f"{department}: {reason}"])
+                record_review(
+                    conn,
+                    self.log,
+                    self._now_ms(),
+                    request,
+                    review,
+                    ReviewDecision.REFUSED,
+                    reviewer,
+                    reason,
+                )
+            close_request(
+                conn,
+                self.log,
+                self._now_ms(),
+                request,
+                RequestState.REFUSED,
+                [f"{department}: {reason}"],
+            )
         return self.get(request_id)
 
     @_guarded
@@ -235,25 +240,34 @@ class Workflow:
     ) -> AccessRequest:
         """Narrow the request for ``dataset`` (and, optionally, its validity, actions, models,
         per-use epsilon or group size), then approve that dataset. The firm sees the reason."""
-        department = _name(department, "department")
-        reviewer = _name(reviewer or department, "reviewer")
-        reason = _reason(reason, "reason for the amendment")
+        department = check_name(department, "department")
+        reviewer = check_name(reviewer or department, "reviewer")
+        reason = check_reason(reason, "reason for the amendment")
         if not isinstance(amendment, Amendment):
             amendment = parse_model(Amendment, amendment, "amendment")
         with self.db.transaction() as conn:
             request = self._load(conn, request_id)
-            targets = self._owned(request, department, dataset)
-            self._must_be_pending(request)
-            [review] = self._undecided(request_id, targets)
+            targets = owned_reviews(request, department, dataset)
+            must_be_pending(request, self._now_ms())
+            [review] = undecided(request_id, targets)
             terms = amendment.apply(request.terms, dataset)
             conn.execute(
                 "UPDATE access_requests SET terms = ?, updated_ms = ? WHERE request_id = ?",
                 (terms.model_dump_json(), self._now_ms(), request_id),
             )
-            self._decide(
-                conn, request, review, ReviewDecision.AMENDED, reviewer, reason, amendment, terms
+            record_review(
+                conn,
+                self.log,
+                self._now_ms(),
+                request,
+                review,
+                ReviewDecision.AMENDED,
+                reviewer,
+                reason,
+                amendment,
+                terms,
             )
-            issue = self._maybe_approved(conn, request_id)
+            issue = mark_if_approved(conn, request_id, self._now_ms())
         if issue:
             self._issue(request_id)
         return self.get(request_id)
@@ -267,7 +281,7 @@ class Workflow:
         """One request; with ``firm`` or ``department``, only if it is theirs to see."""
         request = self._load(self.db.conn(), request_id, firm=firm)
         if department is not None and all(r.department != department for r in request.reviews):
-            raise UnknownAccessRequestError(self._unknown(request_id))
+            raise UnknownAccessRequestError(unknown_request(request_id))
         return request
 
     @_guarded
@@ -343,144 +357,14 @@ class Workflow:
                 }
                 self.log.append_in(conn, [("access_outcome", outcome)])
 
-    # -- steps inside a transaction -------------------------------------------------------
-
-    @staticmethod
-    def _unknown(request_id: str) -> str:
-        return f"no access request {request_id!r}; list your requests to see valid ids"
-
     def _load(
         self, conn: sqlite3.Connection, request_id: str, *, firm: str | None = None
     ) -> AccessRequest:
         check_text(request_id, "request id", MAX_NAME)
         request = read_request(conn, request_id)
         if request is None or (firm is not None and request.firm != firm):
-            raise UnknownAccessRequestError(self._unknown(request_id))
+            raise UnknownAccessRequestError(unknown_request(request_id))
         return request
-
-    @staticmethod
-    def _owned(request: AccessRequest, department: str, dataset: str | None) -> list[Review]:
-        """The reviews of ``department`` in the request (one if ``dataset`` is named)."""
-        if dataset is not None:
-            match = [r for r in request.reviews if r.dataset == dataset]
-            if not match:
-                raise InvalidRequestError(
-                    f"access request {request.request_id} does not ask for dataset {dataset!r}"
-                )
-            if match[0].department != department:
-                raise ReviewPermissionError(
-                    f"dataset {dataset!r} belongs to {match[0].department}, not {department}; "
-                    "a department answers only for its own datasets"
-                )
-            return match
-        mine = [r for r in request.reviews if r.department == department]
-        if not mine:
-            raise ReviewPermissionError(
-                f"access request {request.request_id} asks for no dataset of {department}; "
-                "a department answers only for its own datasets"
-            )
-        return mine
-
-    def _must_be_pending(self, request: AccessRequest) -> None:
-        if request.state is RequestState.PENDING:
-            if request.terms.valid_until.timestamp() * 1000 <= self._now_ms():
-                raise RequestStateError(
-                    f"access request {request.request_id} ran past its valid_until before "
-                    "every department answered; the firm must submit a new request"
-                )
-            return
-        detail = f" as grant {request.grant_id}" if request.grant_id else ""
-        why = "; ".join(request.reasons)
-        raise RequestStateError(
-            f"access request {request.request_id} is already {request.state.value}{detail}"
-            + (f" ({why})" if why else "")
-            + "; nothing more can be decided on it"
-        )
-
-    @staticmethod
-    def _undecided(request_id: str, targets: list[Review]) -> list[Review]:
-        done = [r for r in targets if r.decision is not ReviewDecision.PENDING]
-        if done:
-            r = done[0]
-            raise RequestStateError(
-                f"dataset {r.dataset!r} of access request {request_id} was already "
-                f"{r.decision.value} by {r.department}; a department's answer is final"
-            )
-        return targets
-
-    def _decide(
-        self,
-        conn: sqlite3.Connection,
-        request: AccessRequest,
-        review: Review,
-        decision: ReviewDecision,
-        reviewer: str,
-        reason: str,
-        amendment: Amendment | None = None,
-        terms: AccessTerms | None = None,
-    ) -> None:
-        fields: dict[str, Any] = {
-            "request_id": request.request_id,
-            "firm": request.firm,
-            "dataset": review.dataset,
-            "department": review.department,
-            "reviewer": reviewer,
-            "answer": decision.value,
-            "reason": reason,
-        }
-        changes = None
-        if amendment is not None and terms is not None:
-            changes = amendment.changes()
-            fields["amendment"] = changes
-            fields["terms"] = terms.model_dump(mode="json")
-        [index] = self.log.append_in(conn, [("access_review", fields)])
-        conn.execute(
-            "UPDATE access_reviews SET decision = ?, reviewer = ?, reason = ?, amendment = ?, "
-            "decided_ms = ?, log_index = ? WHERE request_id = ? AND dataset = ?",
-            (
-                decision,
-                reviewer,
-                reason or None,
-                None if changes is None else json.dumps(changes, sort_keys=True),
-                self._now_ms(),
-                index,
-                request.request_id,
-                review.dataset,
-            ),
-        )
-
-    def _maybe_approved(self, conn: sqlite3.Connection, request_id: str) -> bool:
-        """Mark the request approved if every dataset is; True if it was just marked."""
-        left = conn.execute(
-            "SELECT count(*) FROM access_reviews WHERE request_id = ? AND decision NOT IN (?, ?)",
-            (request_id, *_APPROVING),
-        ).fetchone()[0]
-        if left:
-            return False
-        conn.execute(
-            "UPDATE access_requests SET state = ?, updated_ms = ? WHERE request_id = ?",
-            (RequestState.APPROVED, self._now_ms(), request_id),
-        )
-        return True
-
-    def _close(
-        self,
-        conn: sqlite3.Connection,
-        request: AccessRequest,
-        state: RequestState,
-        reasons: list[str],
-    ) -> None:
-        conn.execute(
-            "UPDATE access_requests SET state = ?, updated_ms = ? WHERE request_id = ?",
-            (state, self._now_ms(), request.request_id),
-        )
-        outcome = {
-            "request_id": request.request_id,
-            "firm": request.firm,
-            "state": state.value,
-            "reasons": reasons,
-        }
-        self.log.append_in(conn, [("access_outcome", outcome)])
 
 
 __all__ = [
