@@ -78,6 +78,7 @@ class RunningNode:
     health: Any
     secure: bool
     started_at: float = field(default_factory=time.monotonic)
+    warming: threading.Thread | None = None
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, finish calls in flight for up to ``grace`` seconds, stop."""
@@ -252,7 +253,10 @@ def start(
     host = listen.rsplit(":", 1)[0]
     running = RunningNode(server, port, f"{host}:{port}", service, health_servicer, not insecure)
     if warm:
-        threading.Thread(target=_warm, args=(service,), name="node-warm", daemon=True).start()
+        running.warming = threading.Thread(
+            target=_warm, args=(service,), name="node-warm", daemon=True
+        )
+        running.warming.start()
     return running
 
 
@@ -290,4 +294,8 @@ def serve(
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     running.wait()
+    if running.warming is not None:
+        # Never exit while the engine is still being imported in the background: an
+        # interpreter finalised in the middle of an extension's import can hang.
+        running.warming.join(timeout=120)
     echo(f"node {running.service.node} stopped")
