@@ -3,10 +3,10 @@
 An :class:`Instruction` names one use of one dataset under one grant: the kind (``query``,
 ``train`` or ``evaluate``), the approved content (the exact SQL text, or the training plan's
 digest and its DP-SGD steps), the exact privacy loss to spend, the grant's own terms for that
-dataset (its total budget there, its version and the end of its validity), a single-use nonce
-and a short lifetime. The authority signs it with its Ed25519 key; a node verifies it with the
-authority's public key alone (:func:`verify_signed`), so whoever carries it (the hub, the
-network) cannot change a byte of it.
+dataset (its total budget there, its version and the end of its validity), the smallest group
+a release may show, a single-use nonce and a short lifetime. The authority signs it with its
+Ed25519 key; a node verifies it with the authority's public key alone (:func:`verify_signed`),
+so whoever carries it (the hub, the network) cannot change a byte of it.
 
 The signed bytes are canonical: a domain-separation tag (:data:`INSTRUCTION_TAG`) followed by
 JSON with sorted keys, no whitespace, UTF-8 text, every field present (``null`` when unused)
@@ -22,7 +22,7 @@ neither can be passed off as the other.
 ...     grant_valid_until_ms=2_000_000_000_000, grant_epsilon_cap=3_000_000,
 ...     grant_delta_cap=10**9, firm="acme", dataset="tax", epsilon=500_000, delta=0,
 ...     issued_at_ms=1_700_000_000_000, expires_at_ms=1_700_000_060_000,
-...     nonce=new_nonce(), sql="SELECT COUNT(*) FROM tax")
+...     nonce=new_nonce(), min_group_size=10, sql="SELECT COUNT(*) FROM tax")
 >>> signed = sign_instruction(key, instr)
 >>> signed.payload[:23]
 b'sandbox-instruction-v1\\n'
@@ -48,6 +48,7 @@ from typing import Any, Literal, Self, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from policies.bounds import MAX_GROUP_SIZE
 from policies.errors import InstructionError, InstructionSignatureError
 from policies.grants import Grant
 from policies.keys import key_id
@@ -116,7 +117,10 @@ class Instruction:
     what the grant may spend on ``dataset`` in total (both in micro-epsilon and femto-delta).
     A ``query`` carries ``sql``; a ``train`` job carries ``plan_digest`` (the job's
     configuration hash) and ``max_steps`` (the DP-SGD steps its loss covers); an ``evaluate``
-    job carries ``plan_digest`` only. Construction checks every field (``InstructionError``).
+    job carries ``plan_digest`` only. ``min_group_size`` is the smallest group a release may
+    show (the grant's minimum, or a larger one the firm asked for): a node suppresses every
+    group whose noisy row count is below it. Construction checks every field
+    (``InstructionError``).
     """
 
     kind: Kind
@@ -132,6 +136,7 @@ class Instruction:
     issued_at_ms: int
     expires_at_ms: int
     nonce: str
+    min_group_size: int
     sql: str | None = None
     plan_digest: str | None = None
     max_steps: int | None = None
@@ -157,6 +162,11 @@ class Instruction:
         _int("delta", self.delta)
         _int("issued_at_ms", self.issued_at_ms)
         _int("expires_at_ms", self.expires_at_ms)
+        _int("min_group_size", self.min_group_size, 1)
+        if self.min_group_size > MAX_GROUP_SIZE:
+            raise InstructionError(
+                f"min_group_size must be at most {MAX_GROUP_SIZE}, got {self.min_group_size}"
+            )
         if self.expires_at_ms <= self.issued_at_ms:
             raise InstructionError("expires_at_ms must be after issued_at_ms")
         if not isinstance(self.nonce, str) or not _NONCE.fullmatch(self.nonce):
@@ -196,9 +206,30 @@ class Instruction:
         *,
         now_ms: int,
         ttl_ms: int = DEFAULT_TTL_MS,
+        min_group_size: int | None = None,
     ) -> Instruction:
-        """The instruction to run ``sql`` on ``dataset`` under ``grant``, spending ``loss``."""
-        return cls._from_grant("query", grant, dataset, loss, now_ms, ttl_ms, sql=sql)
+        """The instruction to run ``sql`` on ``dataset`` under ``grant``, spending ``loss``.
+
+        ``min_group_size`` defaults to the grant's; a caller may raise it (the decision's
+        obligations carry the firm's larger wish), never lower it (``InstructionError``).
+        """
+        if min_group_size is not None and (
+            type(min_group_size) is not int or min_group_size < grant.min_group_size
+        ):
+            raise InstructionError(
+                f"min_group_size {min_group_size!r:.30} is below grant {grant.grant_id!r}'s "
+                f"minimum {grant.min_group_size}; sign the grant's minimum or a larger one"
+            )
+        return cls._from_grant(
+            "query",
+            grant,
+            dataset,
+            loss,
+            now_ms,
+            ttl_ms,
+            sql=sql,
+            min_group_size=grant.min_group_size if min_group_size is None else min_group_size,
+        )
 
     @classmethod
     def for_job(
@@ -215,7 +246,15 @@ class Instruction:
     ) -> Instruction:
         """The instruction to run the approved plan ``plan_digest`` on ``dataset``."""
         return cls._from_grant(
-            kind, grant, dataset, loss, now_ms, ttl_ms, plan_digest=plan_digest, max_steps=max_steps
+            kind,
+            grant,
+            dataset,
+            loss,
+            now_ms,
+            ttl_ms,
+            plan_digest=plan_digest,
+            max_steps=max_steps,
+            min_group_size=grant.min_group_size,
         )
 
     @classmethod

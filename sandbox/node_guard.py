@@ -32,7 +32,7 @@ the node confirms that nothing was; an admission never settled stays charged.
 ...     grant_valid_until_ms=2_000_000_000_000, grant_epsilon_cap=1_000_000,
 ...     grant_delta_cap=0, firm="acme", dataset="tax", epsilon=600_000, delta=0,
 ...     issued_at_ms=1_700_000_000_000, expires_at_ms=1_700_000_060_000,
-...     nonce=new_nonce(), sql="SELECT COUNT(*) FROM tax")
+...     nonce=new_nonce(), min_group_size=1, sql="SELECT COUNT(*) FROM tax")
 >>> admission = guard.admit(sign_instruction(key, instr))
 >>> guard.grant_spent("g-1", "tax")
 LossUnits(epsilon=600000, delta=0, rho=None)

@@ -359,7 +359,12 @@ class FirmService(pb_grpc.FirmServiceServicer):
         ob = decision.obligations
         grant = self.authority.registry.grant(ob.grant_id)
         instruction = Instruction.for_query(
-            grant, ob.dataset, request.sql, ob.loss, now_ms=int(self._clock() * 1000)
+            grant,
+            ob.dataset,
+            request.sql,
+            ob.loss,
+            now_ms=int(self._clock() * 1000),
+            min_group_size=ob.min_group_size,  # the node suppresses smaller groups itself
         )
         signed = sign_instruction(self._key, instruction)
         answer: dict[str, Any] = {}

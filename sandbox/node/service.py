@@ -10,7 +10,8 @@ the role ``hub`` (``authorize``, supplied by :mod:`sandbox.node.server`):
        error (``PERMISSION_DENIED``, ``FAILED_PRECONDITION`` or ``RESOURCE_EXHAUSTED``, the
        guard's code in the trailing metadata ``sandbox-refusal``); nothing is reserved.
     2. A ``query`` runs exactly the signed SQL at exactly the signed (epsilon, delta) through
-       the query engine: plan, check that it reads the signed dataset, prepare, check that
+       the query engine: plan, check that it reads the signed dataset, prepare (suppressing
+       every group whose noisy row count is below the signed ``min_group_size``), check that
        the calibrated loss does not exceed the signed loss, release.
     3. The admission is settled: kept after a release; given back (``NotReleased`` in the
        answer) only when the query was refused before any mechanism ran. A failure inside the
@@ -233,7 +234,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
                     f"{instr.dataset!r}; the authority must sign an instruction for the dataset "
                     "the SQL reads",
                 )
-            prepared = engine.prepare(plan, epsilon, delta)
+            prepared = engine.prepare(plan, epsilon, delta, min_group_size=instr.min_group_size)
         except _NotRun:
             raise
         except SandboxError as exc:

@@ -63,6 +63,7 @@ def instruction(**changes: object) -> Instruction:
         issued_at_ms=NOW_MS - 1_000,
         expires_at_ms=NOW_MS + 60_000,
         nonce=new_nonce(),
+        min_group_size=1,
         sql="SELECT COUNT(*) FROM tax",
     )
     return replace(base, **{"nonce": new_nonce(), **changes})  # type: ignore[arg-type]
@@ -330,8 +331,19 @@ def test_instructions_from_a_grant_and_bad_fields(key: Ed25519PrivateKey) -> Non
         1_000_000,
     )
     assert q.loss == PrivacyLoss(0.25, 1e-9)
+    assert q.min_group_size == 10  # the grant's minimum by default
+    raised = Instruction.for_query(
+        grant, "tax", "SELECT 1", PrivacyLoss(0.25), now_ms=NOW_MS, min_group_size=30
+    )
+    assert raised.min_group_size == 30
+    for lower in (9, 0, True):
+        with pytest.raises(InstructionError, match="below grant"):
+            Instruction.for_query(
+                grant, "tax", "SELECT 1", PrivacyLoss(0.25), now_ms=NOW_MS, min_group_size=lower
+            )
     t = Instruction.for_job("train", grant, "tax", DIGEST, PrivacyLoss(1.0), max_steps=20, now_ms=1)
     assert verify_signed(key.public_key(), sign_instruction(key, t)) == t
+    assert t.min_group_size == 10
     with pytest.raises(InstructionError):
         Instruction.for_query(grant, "health", "SELECT 1", PrivacyLoss(0.1), now_ms=1)
     with pytest.raises(InstructionError):
@@ -348,6 +360,10 @@ def test_instructions_from_a_grant_and_bad_fields(key: Ed25519PrivateKey) -> Non
         {"firm": "a\x00b"},
         {"grant_id": "g 1"},
         {"version": 2},
+        {"min_group_size": 0},
+        {"min_group_size": 1_000_000_001},
+        {"min_group_size": None},
+        {"min_group_size": 2.0},
     ):
         with pytest.raises(InstructionError):
             instruction(**bad)

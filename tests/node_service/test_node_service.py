@@ -113,6 +113,7 @@ def _instruction(grant_id: str, epsilon: int = 1_000_000, **changes: Any) -> Ins
         issued_at_ms=now,
         expires_at_ms=now + 60_000,
         nonce=new_nonce(),
+        min_group_size=1,
         sql=SQL,
     )
     fields.update(changes)
@@ -292,8 +293,10 @@ def test_responses_carry_no_row_level_data(
                 assert where in allowed, where
             if field.type == field.TYPE_BYTES:
                 assert where == ".instruction_digest" and len(item) == 32
-    # one released group per public key, never one per person (1,000 rows in the file)
-    assert len(reply.query_result.groups) == 101
+    # at most one released group per public key, never one per person (1,000 rows in the
+    # file); keys whose noisy count is below the signed minimum (1) are suppressed
+    result = reply.query_result
+    assert len(result.groups) + result.suppressed_groups == 101
     assert all(len(g.cells) == 2 and g.cells[1].HasField("ci95") for g in reply.query_result.groups)
     blob = meta.SerializeToString()
     assert b"pums.csv" not in blob and str(CATALOG).encode() not in blob
