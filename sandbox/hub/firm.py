@@ -320,6 +320,20 @@ class FirmService(pb_grpc.FirmServiceServicer):
 
         return self.auth.serve("RemainingBudget", context, ("firm",), handle)
 
+    # -- access requests ------------------------------------------------------------------
+
+    def RequestAccess(  # gRPC's method name
+        self, request: pb.RequestAccessRequest, context: Any
+    ) -> pb.RequestAccessResponse:
+        from sandbox.hub.access import request_access  # the workflow's conversions
+
+        return self.auth.serve(
+            "RequestAccess",
+            context,
+            ("firm",),
+            lambda who: request_access(self.authority, who, request),
+        )
+
     # -- the governed query ---------------------------------------------------------------
 
     def SubmitQuery(  # gRPC's method name
