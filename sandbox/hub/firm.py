@@ -20,7 +20,6 @@ The remaining FirmService methods answer ``UNIMPLEMENTED`` (see ``docs/hub.md``)
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import threading
@@ -52,6 +51,7 @@ from sandbox.errors import (
     UnknownDatasetError,
 )
 from sandbox.hub.auth import Authenticator
+from sandbox.node.convert import dataset_metadata_message as dataset_metadata
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 from sandbox.query import check_dataset_delta, check_privacy_parameters, parse_query
@@ -115,53 +115,6 @@ class NodeClient:
 
 
 # -- conversions ----------------------------------------------------------------------------
-
-
-def value_pb(value: Any) -> pb.Value:
-    """One public value (a bound or a category) as a ``Value``; ``None`` is an empty one."""
-    if value is None:
-        return pb.Value()
-    if isinstance(value, bool):
-        return pb.Value(bool_value=value)
-    if isinstance(value, int):
-        return pb.Value(int_value=value)
-    if isinstance(value, float):
-        return pb.Value(float_value=value)
-    if isinstance(value, dt.date):
-        return pb.Value(date_value=value.isoformat())
-    return pb.Value(string_value=str(value))
-
-
-def dataset_metadata(manifest: Manifest, node: str) -> pb.DatasetMetadata:
-    """A manifest's public metadata (no file name or path) and the node holding the data."""
-    unit = manifest.privacy_unit
-    meta = pb.DatasetMetadata(
-        name=manifest.name,
-        title=manifest.title,
-        department=manifest.department or "",
-        description=manifest.description or "",
-        classification=str(manifest.classification),
-        privacy_unit=pb.PrivacyUnit(id_column=unit.id_column, max_rows=unit.max_rows),
-        row_bound=manifest.row_bound,
-        out_of_bounds=str(manifest.out_of_bounds),
-        node=node,
-    )
-    if manifest.city is not None:
-        meta.city = manifest.city
-    if manifest.max_delta is not None:
-        meta.max_delta = manifest.max_delta
-    for column in manifest.columns:
-        out = meta.columns.add(
-            name=column.name,
-            type=str(column.type),
-            role=str(column.role),
-            description=column.description or "",
-        )
-        if column.bounds is not None:
-            low, high = column.bounds
-            out.bounds.CopyFrom(pb.Bounds(low=value_pb(low), high=value_pb(high)))
-        out.categories.extend(value_pb(c) for c in column.categories or ())
-    return meta
 
 
 def budget_account_pb(status: AccountStatus, grant_id: str, dataset: str) -> pb.BudgetAccount:

@@ -34,43 +34,16 @@ from sandbox.credentials import (
 )
 from sandbox.errors import HubError, InstructionRefused
 from sandbox.hub import HubServer, HubTLS, NodeRoute, release_bytes, start
-from sandbox.hub.firm import value_pb
 from sandbox.hub.regulator import tree_head_from_pb
+from sandbox.node.convert import query_result_message
 from sandbox.node_guard import NodeGuard
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
-from sandbox.query import QueryEngine, QueryResult
+from sandbox.query import QueryEngine
 from sandbox.service import dataset_policy
 
 PURPOSE = "labour-market research"
 SQL = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
-
-
-def _result_pb(result: QueryResult) -> pb.QueryResult:
-    """A released QueryResult as its protobuf message (the in-test node's own conversion)."""
-    out = pb.QueryResult(
-        dataset=result.dataset,
-        sql=result.sql,
-        outputs=result.outputs,
-        group_by=result.group_by,
-        confidence=result.confidence,
-        epsilon_spent=result.epsilon_spent,
-        delta_spent=result.delta_spent,
-        suppressed_groups=result.suppressed_groups,
-    )
-    for row in result.rows():
-        group = out.groups.add()
-        for name in result.outputs:
-            cell = row[name]
-            if isinstance(cell, dict):
-                released = group.cells.add(value=value_pb(cell["value"]))
-                if cell["ci95"]:
-                    released.ci95.CopyFrom(pb.Interval(low=cell["ci95"][0], high=cell["ci95"][1]))
-            else:
-                group.cells.add(value=value_pb(cell))
-    for agg in result.aggregates.values():
-        out.aggregates.add(name=agg.name, kind=agg.kind, epsilon=agg.epsilon)
-    return out
 
 
 @dataclass
@@ -84,6 +57,7 @@ class _Node(pb_grpc.NodeServiceServicer):
     issuer: Any
     mode: str = "serve"
     executed: list[str] = field(default_factory=list)
+    min_group_sizes: list[int] = field(default_factory=list)
 
     def Execute(self, request: pb.ExecuteRequest, context: Any) -> pb.ExecuteResponse:
         caller = principal_from_auth_context(context.auth_context(), issuer=self.issuer)
@@ -109,12 +83,13 @@ class _Node(pb_grpc.NodeServiceServicer):
         instr = admission.instruction
         assert instr.sql is not None
         loss = instr.loss
-        result = self.engine.run(instr.sql, loss.epsilon, loss.delta)
+        result = self.engine.run(instr.sql, loss.epsilon, loss.delta, instr.min_group_size)
         self.guard.settle(admission, released=True)
         self.executed.append(instr.sql)
+        self.min_group_sizes.append(instr.min_group_size)
         return pb.ExecuteResponse(
             instruction_digest=digest,
-            query_result=_result_pb(result),
+            query_result=query_result_message(result),
             spent=pb.PrivacySpent(epsilon=result.epsilon_spent, delta=result.delta_spent),
         )
 
@@ -372,6 +347,21 @@ def test_another_firms_grant_is_denied(setup: _Setup) -> None:
     assert setup.authority.remaining("g-rival", "pums") == rival_before
     denials = setup.authority.log.search(kind="decision", firm="acme", decision="deny")
     assert denials and denials[-1]["grant_id"] is None
+
+
+def test_the_signed_minimum_group_size_is_the_decisions(setup: _Setup) -> None:
+    with setup.mtls("firm", "acme") as channel:
+        stub = pb_grpc.FirmServiceStub(channel)
+        default = _query(stub)  # the grant's minimum (5)
+        assert setup.node.min_group_sizes[-1] == 5
+        assert len(default.result.groups) == 2  # 486 and 514 rows
+        strict = _query(stub, min_group_size=600)  # the firm's larger wish, signed
+        assert setup.node.min_group_sizes[-1] == 600
+        assert (len(strict.result.groups), strict.result.suppressed_groups) == (0, 2)
+        _check_proof(setup.authority, strict)
+        lower = _refused(lambda: _query(stub, min_group_size=2))  # below the grant's: denied
+        assert lower.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert setup.node.min_group_sizes[-1] == 600  # nothing was sent for the denied one
 
 
 def test_each_release_is_charged_once_and_the_ledger_matches_the_log(setup: _Setup) -> None:
