@@ -126,3 +126,49 @@ class NodeRefusedError(HubError):
     def __init__(self, code: str, message: str):
         self.code = code
         super().__init__(message)
+
+
+class ClientError(SandboxError):
+    """A call from the SDK (``sandbox.client``) failed; the message is the hub's one line, or
+    ours, saying what to do next. ``code`` is the gRPC status name (``UNKNOWN`` if none)."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN"):
+        self.code = code
+        super().__init__(message)
+
+
+class ProfileError(ClientError):
+    """The client profile is missing, incomplete or unsafe (an API key others may read)."""
+
+
+class ClientUnauthenticated(ClientError):
+    """The hub did not accept the credential (none, unknown, revoked or foreign)."""
+
+
+class ClientPermissionDenied(ClientError):
+    """The hub refused: the caller's role or grant does not allow this."""
+
+
+class ClientBudgetExhausted(ClientPermissionDenied):
+    """The hub refused only because the privacy budget is spent."""
+
+
+class ClientInvalidRequest(ClientError):
+    """The hub found the request malformed (bad SQL, privacy parameters, index)."""
+
+
+class ClientNotFound(ClientError):
+    """The hub has no such dataset or grant."""
+
+
+class ClientNotReleased(ClientError):
+    """The node released nothing (the budget was refunded), or the call cannot run now."""
+
+
+class HubUnavailable(ClientError):
+    """The hub (or the node behind it) did not answer; see the message for whether budget was
+    charged."""
+
+
+class VerificationFailed(ClientError):
+    """An answer's signed tree head, release digest or inclusion proof does not verify."""
