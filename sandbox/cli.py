@@ -257,6 +257,7 @@ def _mount_audit() -> None:
 _mount_audit()
 __import__("sandbox.credentials.cli", fromlist=["mount"]).mount(app)  # certs, keys
 app.add_typer(__import__("sandbox.node.cli", fromlist=["node_app"]).node_app, name="node")
+app.add_typer(__import__("sandbox.hub.cli", fromlist=["hub_app"]).hub_app, name="hub")
 
 
 def main() -> None:  # pragma: no cover

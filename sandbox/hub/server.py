@@ -1,4 +1,5 @@
-"""Start the hub as a gRPC server: FirmService and RegulatorService, health and reflection.
+"""Start the hub as a gRPC server: FirmService, RegulatorService and DepartmentService, health
+and reflection.
 
 TLS everywhere by default. The hub listens on up to two ports:
 
@@ -35,12 +36,17 @@ from sandbox.catalog import Catalog
 from sandbox.credentials import ApiKeyStore
 from sandbox.errors import HubError
 from sandbox.hub.auth import Authenticator
+from sandbox.hub.department import DepartmentService
 from sandbox.hub.firm import DEFAULT_NODE_TIMEOUT_S, FirmService, NodeClient, NodeRoute
 from sandbox.hub.regulator import RegulatorService
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 #: The services the hub serves (what health reports and reflection lists).
-HUB_SERVICES = ("sandbox.v1.FirmService", "sandbox.v1.RegulatorService")
+HUB_SERVICES = (
+    "sandbox.v1.FirmService",
+    "sandbox.v1.RegulatorService",
+    "sandbox.v1.DepartmentService",
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ def start(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     pb_grpc.add_FirmServiceServicer_to_server(firm, server)
     pb_grpc.add_RegulatorServiceServicer_to_server(RegulatorService(authority, auth), server)
+    pb_grpc.add_DepartmentServiceServicer_to_server(DepartmentService(authority, auth), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

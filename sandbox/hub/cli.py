@@ -1,0 +1,195 @@
+"""``sandbox hub``: run the hub (数据主管部门) as a gRPC server.
+
+sandbox hub serve --state DIR --catalog DIR --ca DIR_OR_CERT     FirmService, RegulatorService,
+                  --cert FILE --key FILE --listen HOST:PORT      DepartmentService over mTLS
+                  --route DATASET=HOST:PORT ...                  (one --route per dataset;
+                  [--api-keys FILE --api-key-listen HOST:PORT]    DATASET=NODE@HOST:PORT names
+                                                                  the node)
+sandbox hub serve ... --insecure [--listen 127.0.0.1:PORT]       plaintext, API keys, loopback
+
+It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+
+from policies.errors import PolicyError
+from sandbox.errors import HubError, SandboxError
+
+if TYPE_CHECKING:
+    from sandbox.hub.firm import NodeRoute
+
+hub_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="The hub: serve firms, departments and regulators over the sandbox.v1 API.",
+)
+
+_T = TypeVar("_T")
+
+
+def _fail(message: object) -> NoReturn:
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _guard(action: Callable[[], _T]) -> _T:
+    try:
+        return action()
+    except (SandboxError, PolicyError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc}")
+    except sqlite3.Error as exc:
+        _fail(f"the hub's state cannot be used ({exc}); check --state")
+
+
+def parse_routes(routes: list[str]) -> dict[str, NodeRoute]:
+    """``DATASET=HOST:PORT`` or ``DATASET=NODE@HOST:PORT`` (the node's name defaults to HOST).
+
+    >>> parse_routes(["pums=node-1@10.0.0.7:7070"])["pums"]
+    NodeRoute(name='node-1', address='10.0.0.7:7070')
+    """
+    from sandbox.hub.firm import NodeRoute
+
+    out: dict[str, NodeRoute] = {}
+    for item in routes:
+        dataset, _, target = item.partition("=")
+        name, _, address = target.rpartition("@")
+        host, _, port = address.rpartition(":")
+        if not dataset or not host or not port.isdigit():
+            raise HubError(f"--route {item!r}: write DATASET=HOST:PORT (or DATASET=NODE@HOST:PORT)")
+        if dataset in out:
+            raise HubError(f"--route names dataset {dataset!r} twice; give one node per dataset")
+        out[dataset] = NodeRoute(name or host.strip("[]"), address)
+    return out
+
+
+@hub_app.command("serve")
+def hub_serve(
+    state: Annotated[Path, typer.Option("--state", help="the authority's state directory")],
+    catalog: Annotated[Path, typer.Option("--catalog", help="the catalog of manifests")],
+    ca: Annotated[
+        Path | None, typer.Option("--ca", help="the CA directory or its ca.pem (TLS)")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option("--cert", help="the hub's certificate (role hub)")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="the hub's private key")] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT of the mTLS port")
+    ] = "127.0.0.1:50051",
+    route: Annotated[
+        list[str] | None,
+        typer.Option("--route", help="DATASET=HOST:PORT of the node holding it (repeat)"),
+    ] = None,
+    api_keys: Annotated[
+        Path | None, typer.Option("--api-keys", help="the API key store (keys.db)")
+    ] = None,
+    api_key_listen: Annotated[
+        str | None, typer.Option("--api-key-listen", help="HOST:PORT of the API-key port")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="plaintext, API keys only, loopback only")
+    ] = False,
+) -> None:
+    """Serve the hub until SIGINT or SIGTERM."""
+    _guard(
+        lambda: serve(
+            state,
+            catalog,
+            route or [],
+            ca=ca,
+            cert=cert,
+            key=key,
+            listen=listen,
+            api_keys=api_keys,
+            api_key_listen=api_key_listen,
+            insecure=insecure,
+        )
+    )
+
+
+def serve(
+    state: Path,
+    catalog: Path,
+    routes: list[str],
+    *,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    listen: str,
+    api_keys: Path | None,
+    api_key_listen: str | None,
+    insecure: bool,
+    echo: Callable[[str], None] = typer.echo,
+) -> None:
+    """Check the options, start the hub (:func:`sandbox.hub.start`) and block until a signal."""
+    from sandbox.hub.server import HubTLS, is_loopback, start
+
+    if insecure:  # refused before anything is opened or created
+        bad = [a for a in (listen, api_key_listen) if a is not None and not is_loopback(a)]
+        if bad:
+            raise HubError(
+                f"--insecure serves plaintext, so only on loopback; {bad[0]} is not a loopback "
+                "address (use 127.0.0.1, or drop --insecure and give --ca/--cert/--key)"
+            )
+        if ca or cert or key:
+            raise HubError("--insecure serves plaintext: drop --ca/--cert/--key, or --insecure")
+        tls = None
+    else:
+        if ca is None or cert is None or key is None:
+            raise HubError("give --ca, --cert and --key (the hub's, role hub), or --insecure")
+        tls = HubTLS.from_files(cert, key, ca / "ca.pem" if ca.is_dir() else ca)
+    if (api_keys is None) != (api_key_listen is None) and not insecure:
+        raise HubError("--api-keys and --api-key-listen go together; give both or neither")
+    table = parse_routes(routes)
+
+    from policies.authority import Authority
+    from sandbox.catalog import load_catalog
+    from sandbox.credentials import ApiKeyStore
+
+    manifests = load_catalog(catalog)
+    unknown = sorted(set(table) - {m.name for m in manifests})
+    if unknown:
+        raise HubError(f"--route names {unknown[0]!r}, which is not in --catalog {catalog}")
+    hub = start(
+        Authority(state),
+        manifests,
+        table,
+        tls=tls,
+        address=listen,
+        api_key_address=None if insecure else api_key_listen,
+        api_keys=None if api_keys is None else ApiKeyStore(api_keys),
+        insecure=insecure,
+    )
+    host = listen.rsplit(":", 1)[0]
+    transport = "plaintext, API keys, loopback" if insecure else "mTLS"
+    extra = f"; API keys on port {hub.api_key_port}" if hub.api_key_port else ""
+    echo(
+        f"hub serving sandbox.v1 on {host}:{hub.port} ({transport}){extra}; datasets: "
+        f"{', '.join(sorted(table)) or 'none'}"
+    )
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=hub.stop, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+    hub.wait()
+    echo("hub stopped")
