@@ -1,7 +1,8 @@
 """``FirmService``: what a data-using firm (数据使用方) does at the hub.
 
 Implemented here: the catalog (``ListDatasets``, ``DescribeDataset``: public metadata only),
-``RemainingBudget`` for the calling firm's own grants, and ``SubmitQuery``, the governed path:
+``RemainingBudget`` for the calling firm's own grants, ``RequestAccess`` (the approval workflow,
+:mod:`sandbox.hub.access`), and ``SubmitQuery``, the governed path:
 
     firm (its identity from its credential, never from the request)
       -> parse the SQL against the catalog's public metadata (refusals cost nothing)
@@ -384,6 +385,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
                 index=index,
                 tree_size=head.size,
                 inclusion_proof=proof,
+                entry=self.authority.log.entry(index),
                 tree_head=pb.SignedTreeHead(
                     size=head.size,
                     root=head.root,

@@ -70,6 +70,7 @@ BYTES_FIELDS: Mapping[str, str] = {
     "sandbox.v1.SignedTreeHead.root": "a 32-byte Merkle root",
     "sandbox.v1.SignedTreeHead.signature": "an Ed25519 signature",
     "sandbox.v1.LogProof.inclusion_proof": "32-byte Merkle hashes",
+    "sandbox.v1.LogProof.entry": "the release entry's canonical JSON (digests, no rows)",
     "sandbox.v1.InclusionProofResponse.audit_path": "32-byte Merkle hashes",
     "sandbox.v1.InclusionProofResponse.entry": "a log entry's canonical JSON (digests, no rows)",
     "sandbox.v1.ConsistencyProofResponse.proof": "32-byte Merkle hashes",

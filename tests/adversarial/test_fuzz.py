@@ -8,9 +8,9 @@ from benchmarks.fuzz import main
 
 
 def test_short_fuzz_run_finds_nothing(capsys):
-    main(["--json", "--inputs", "300", "--seed", "8", "--subprocesses", "2"])
+    main(["--json", "--inputs", "200", "--seed", "8", "--subprocesses", "2"])
     report = json.loads(capsys.readouterr().out)
-    assert report["inputs"] == 300
+    assert report["inputs"] == 200
     assert not report["setup_errors"]
     failures = [
         f"{f['count']}x {f['kind']} {f['entry']}: {f['exc_type']} at {f['where']} "

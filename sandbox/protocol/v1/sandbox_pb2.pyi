@@ -100,16 +100,18 @@ class SignedTreeHead(_message.Message):
     def __init__(self, size: _Optional[int] = ..., root: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class LogProof(_message.Message):
-    __slots__ = ("index", "tree_size", "inclusion_proof", "tree_head")
+    __slots__ = ("index", "tree_size", "inclusion_proof", "tree_head", "entry")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     INCLUSION_PROOF_FIELD_NUMBER: _ClassVar[int]
     TREE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
     index: int
     tree_size: int
     inclusion_proof: _containers.RepeatedScalarFieldContainer[bytes]
     tree_head: SignedTreeHead
-    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ..., tree_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ...) -> None: ...
+    entry: bytes
+    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ..., tree_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., entry: _Optional[bytes] = ...) -> None: ...
 
 class Bounds(_message.Message):
     __slots__ = ("low", "high")
