@@ -9,10 +9,32 @@ the dataset, charges the budget and logs every step. See ``docs/hub.md``.
 * :mod:`sandbox.hub.server` — :func:`start`: TLS, health and reflection.
 """
 
-from sandbox.hub.auth import Authenticator, bearer_key, status_for
-from sandbox.hub.firm import FirmService, NodeClient, NodeRoute, release_bytes
-from sandbox.hub.regulator import RegulatorService
-from sandbox.hub.server import HUB_SERVICES, HubServer, HubTLS, start
+from importlib import import_module
+from typing import Any
+
+#: Where each public name lives. They are imported on first use, so that the command line
+#: (``sandbox --help``, ``sandbox certs ...``) does not load the query engine and gRPC stack.
+_WHERE = {
+    "Authenticator": "sandbox.hub.auth",
+    "bearer_key": "sandbox.hub.auth",
+    "status_for": "sandbox.hub.auth",
+    "FirmService": "sandbox.hub.firm",
+    "NodeClient": "sandbox.hub.firm",
+    "NodeRoute": "sandbox.hub.firm",
+    "release_bytes": "sandbox.hub.firm",
+    "RegulatorService": "sandbox.hub.regulator",
+    "HUB_SERVICES": "sandbox.hub.server",
+    "HubServer": "sandbox.hub.server",
+    "HubTLS": "sandbox.hub.server",
+    "start": "sandbox.hub.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HUB_SERVICES",

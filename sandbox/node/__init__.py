@@ -11,7 +11,23 @@
 See ``docs/node.md`` ("The node service").
 """
 
-from sandbox.node.server import RunningNode, serve, start
-from sandbox.node.service import NodeService
+from importlib import import_module
+from typing import Any
+
+#: Where each public name lives. They are imported on first use, so that the command line
+#: (``sandbox --help``, ``sandbox certs ...``) does not load the query engine and gRPC stack.
+_WHERE = {
+    "RunningNode": "sandbox.node.server",
+    "serve": "sandbox.node.server",
+    "start": "sandbox.node.server",
+    "NodeService": "sandbox.node.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["NodeService", "RunningNode", "serve", "start"]
