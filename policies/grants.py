@@ -9,10 +9,11 @@ department official who approved it. Grants are immutable values; the registry v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -77,6 +78,48 @@ class DatasetTerms(BaseModel):
         return check_delta(value)
 
 
+class _Terms(Protocol):
+    """What :func:`check_terms` reads: the terms a grant and an access request share."""
+
+    @property
+    def valid_from(self) -> datetime: ...
+    @property
+    def valid_until(self) -> datetime: ...
+    @property
+    def actions(self) -> frozenset[Action]: ...
+    @property
+    def models(self) -> frozenset[str]: ...
+    @property
+    def epsilon_per_use(self) -> float: ...
+    @property
+    def datasets(self) -> Mapping[str, DatasetTerms]: ...
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` if it carries a time zone (validity times must)."""
+    if value.tzinfo is None:
+        raise InvalidRequestError(
+            "give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00"
+        )
+    return value
+
+
+def check_terms(terms: _Terms, no_models: str) -> None:
+    """The rules a grant and an access request share: a validity window that ends after it
+    starts, approved models for training (``no_models`` says what is missing), and a per-use
+    epsilon within each dataset's total."""
+    if terms.valid_until <= terms.valid_from:
+        raise InvalidRequestError("valid_until must be after valid_from")
+    if Action.TRAIN in terms.actions and not terms.models:
+        raise InvalidRequestError(no_models)
+    for name, dataset in terms.datasets.items():
+        if terms.epsilon_per_use > dataset.epsilon:
+            raise InvalidRequestError(
+                f"epsilon_per_use {terms.epsilon_per_use} exceeds the total epsilon "
+                f"{dataset.epsilon} for dataset {name!r}; lower epsilon_per_use"
+            )
+
+
 class Grant(BaseModel):
     """One version of a grant.
 
@@ -124,24 +167,11 @@ class Grant(BaseModel):
     @field_validator("valid_from", "valid_until")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise InvalidRequestError(
-                "give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00"
-            )
-        return value
+        return aware(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Grant:
-        if self.valid_until <= self.valid_from:
-            raise InvalidRequestError("valid_until must be after valid_from")
-        if Action.TRAIN in self.actions and not self.models:
-            raise InvalidRequestError("a grant that allows training must list its approved models")
-        for name, terms in self.datasets.items():
-            if self.epsilon_per_use > terms.epsilon:
-                raise InvalidRequestError(
-                    f"epsilon_per_use {self.epsilon_per_use} exceeds the total epsilon "
-                    f"{terms.epsilon} for dataset {name!r}"
-                )
+        check_terms(self, "a grant that allows training must list its approved models")
         return self
 
     @classmethod

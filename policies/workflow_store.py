@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from policies.bounds import MAX_GROUP_SIZE, check_all_text, check_delta, check_epsilon
 from policies.errors import InvalidRequestError
-from policies.grants import Action, DatasetTerms
+from policies.grants import Action, DatasetTerms, aware, check_terms
 from policies.parsing import parse_model
 
 SCHEMA = """
@@ -98,24 +98,11 @@ class AccessTerms(BaseModel):
     @field_validator("valid_from", "valid_until")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise InvalidRequestError(
-                "give validity times with a time zone, e.g. 2026-01-01T00:00:00+08:00"
-            )
-        return value
+        return aware(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> AccessTerms:
-        if self.valid_until <= self.valid_from:
-            raise InvalidRequestError("valid_until must be after valid_from")
-        if Action.TRAIN in self.actions and not self.models:
-            raise InvalidRequestError("a request to train must list the models to approve")
-        for name, terms in self.datasets.items():
-            if self.epsilon_per_use > terms.epsilon:
-                raise InvalidRequestError(
-                    f"epsilon_per_use {self.epsilon_per_use} exceeds the total epsilon "
-                    f"{terms.epsilon} for dataset {name!r}; lower epsilon_per_use"
-                )
+        check_terms(self, "a request to train must list the models to approve")
         return self
 
     @classmethod

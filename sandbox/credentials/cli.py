@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from sandbox.errors import SandboxError
+from sandbox.cli_support import fail, guarded
 
 certs_app = typer.Typer(
     no_args_is_help=True,
@@ -52,20 +51,11 @@ _T = TypeVar("_T")
 
 
 def _fail(message: object) -> NoReturn:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code=2)
+    fail(message)
 
 
 def _guard(action: Callable[[], _T]) -> _T:
-    try:
-        return action()
-    except SandboxError as exc:
-        _fail(exc)
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"cannot use{where}: {exc.strerror or exc}")
-    except sqlite3.Error as exc:  # pragma: no cover - the store wraps these
-        _fail(f"the key store cannot be used ({exc})")
+    return guarded(action, "the key store")
 
 
 def mount(app: typer.Typer) -> None:

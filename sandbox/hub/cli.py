@@ -13,7 +13,6 @@ It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stder
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from policies.errors import PolicyError
-from sandbox.errors import HubError, SandboxError
+from sandbox.cli_support import fail, guarded
+from sandbox.errors import HubError
 
 if TYPE_CHECKING:
     from sandbox.hub.firm import NodeRoute
@@ -39,20 +38,11 @@ _T = TypeVar("_T")
 
 
 def _fail(message: object) -> NoReturn:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code=2)
+    fail(message)
 
 
 def _guard(action: Callable[[], _T]) -> _T:
-    try:
-        return action()
-    except (SandboxError, PolicyError) as exc:
-        _fail(exc)
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"cannot use{where}: {exc.strerror or exc}")
-    except sqlite3.Error as exc:
-        _fail(f"the hub's state cannot be used ({exc}); check --state")
+    return guarded(action, "the hub's state (check --state)")
 
 
 def parse_routes(routes: list[str]) -> dict[str, NodeRoute]:

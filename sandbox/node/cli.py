@@ -12,15 +12,13 @@ Every failure is one ``error:`` line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from policies.errors import PolicyError
-from sandbox.errors import SandboxError
+from sandbox.cli_support import fail, guarded
 
 node_app = typer.Typer(
     no_args_is_help=True,
@@ -41,20 +39,11 @@ AuthorityOpt = Annotated[
 
 
 def _fail(message: object) -> NoReturn:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code=2)
+    fail(message)
 
 
 def _guard(action: Callable[[], _T]) -> _T:
-    try:
-        return action()
-    except (SandboxError, PolicyError) as exc:
-        _fail(exc)
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"cannot use{where}: {exc.strerror or exc}")
-    except sqlite3.Error as exc:
-        _fail(f"the node's store cannot be used ({exc}); check --state")
+    return guarded(action, "the node's store (check --state)")
 
 
 @node_app.command("serve")
