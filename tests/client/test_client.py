@@ -5,23 +5,18 @@ files and the environment (and an API key others may read is refused)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import grpc  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from policies.authority import Authority
 from policies.grants import Action, ColumnRule, DatasetTerms, Grant
-from policies.instructions import SignedInstruction
 from sandbox.catalog import load_catalog
 from sandbox.client import (
     FirmClient,
@@ -39,7 +34,6 @@ from sandbox.credentials import (
     init_ca,
     issue_api_key,
     issue_certificate,
-    principal_from_auth_context,
 )
 from sandbox.errors import (
     ClientInvalidRequest,
@@ -47,54 +41,18 @@ from sandbox.errors import (
     ClientPermissionDenied,
     ClientUnauthenticated,
     HubUnavailable,
-    InstructionRefused,
     ProfileError,
     VerificationFailed,
 )
 from sandbox.hub import HubServer, HubTLS, NodeRoute, start
 from sandbox.hub import release_bytes as hub_release_bytes
-from sandbox.node.convert import query_result_message
+from sandbox.node import start as start_node
 from sandbox.node_guard import NodeGuard
 from sandbox.protocol.v1 import sandbox_pb2 as pb
-from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
-from sandbox.query import QueryEngine
 from sandbox.service import dataset_policy
 
 PURPOSE = "labour-market research"
 SQL = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
-
-
-@dataclass
-class _Node(pb_grpc.NodeServiceServicer):
-    """A department node: the caller must be the hub; NodeGuard admits the signed instruction
-    and the query engine runs exactly its SQL at its loss."""
-
-    guard: NodeGuard
-    engine: QueryEngine
-    issuer: Any
-
-    def Execute(self, request: pb.ExecuteRequest, context: Any) -> pb.ExecuteResponse:
-        caller = principal_from_auth_context(context.auth_context(), issuer=self.issuer)
-        assert caller.role == "hub"
-        message = request.instruction
-        signed = SignedInstruction(message.instruction, message.signature, message.key_id)
-        digest = hashlib.sha256(message.instruction).digest()
-        try:
-            admission = self.guard.admit(signed)
-        except InstructionRefused as exc:
-            return pb.ExecuteResponse(
-                instruction_digest=digest,
-                not_released=pb.NotReleased(code=exc.code, reason=str(exc)),
-            )
-        instr = admission.instruction
-        assert instr.sql is not None
-        result = self.engine.run(instr.sql, instr.loss.epsilon, instr.loss.delta)
-        self.guard.settle(admission, released=True)
-        return pb.ExecuteResponse(
-            instruction_digest=digest,
-            query_result=query_result_message(result),
-            spent=pb.PrivacySpent(epsilon=result.epsilon_spent, delta=result.delta_spent),
-        )
 
 
 @dataclass
@@ -164,17 +122,17 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
 
     guard = NodeGuard(root / "node", authority.public_key)
     guard.set_dataset_cap("pums", epsilon=20.0, delta=1e-6)
-    node = _Node(guard, QueryEngine(catalog), ca.certificate)
-    node_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_NodeServiceServicer_to_server(node, node_server)
     pki = root / "pki"
-    node_creds = grpc.ssl_server_credentials(
-        [((pki / "node-node-1-key.pem").read_bytes(), (pki / "node-node-1.pem").read_bytes())],
-        root_certificates=ca.cert_pem(),
-        require_client_auth=True,
+    node = start_node(  # the real department node service, over mTLS
+        pums_catalog_dir,
+        authority.public_key,
+        root / "node",
+        ca=pki,
+        cert=pki / "node-node-1.pem",
+        key=pki / "node-node-1-key.pem",
+        warm=False,
     )
-    node_port = node_server.add_secure_port("127.0.0.1:0", node_creds)
-    node_server.start()
+    node_port = node.port
 
     tls = HubTLS.from_files(pki / "hub-hub-1.pem", pki / "hub-hub-1-key.pem", pki / "ca.pem")
     hub = start(
@@ -190,7 +148,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
         yield _Setup(authority, hub, pki, firm_key, regulator_key)
     finally:
         hub.stop()
-        node_server.stop(None)
+        node.stop(None)
 
 
 def _entry_of(setup: _Setup, answer: QueryAnswer) -> bytes:
