@@ -25,9 +25,9 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -167,6 +167,22 @@ def query_columns(plan: QueryPlan) -> tuple[ColumnRef, ...]:
 # -- the service ----------------------------------------------------------------------------
 
 
+class TrainingJobs(Protocol):
+    """The hub's training jobs (``sandbox.hub.jobs``): what the firm's training RPCs call."""
+
+    def submit(
+        self, firm: Principal, request: pb.SubmitTrainingJobRequest
+    ) -> pb.SubmitTrainingJobResponse: ...
+
+    def follow(self, firm: Principal, job_id: str, context: Any) -> Iterator[pb.JobEvent]: ...
+
+    def list_jobs(self, firm: Principal) -> pb.ListJobsResponse: ...
+
+    def result(self, firm: Principal, result_id: str) -> pb.GetResultResponse | None:
+        """The firm's finished job with this result id, or ``None`` if it is not a job's."""
+        ...
+
+
 class FirmService(pb_grpc.FirmServiceServicer):
     """The firm's side of the hub; every method needs the ``firm`` role.
 
@@ -194,6 +210,8 @@ class FirmService(pb_grpc.FirmServiceServicer):
         self.auth = auth
         self._key = signing_key or load_signing_key(authority.keys_dir, create=False)
         self._clock = clock
+        #: Training jobs; ``None``: the training RPCs answer ``UNIMPLEMENTED``.
+        self.jobs: TrainingJobs | None = None
 
     # -- catalog --------------------------------------------------------------------------
 
@@ -287,6 +305,36 @@ class FirmService(pb_grpc.FirmServiceServicer):
             ("firm",),
             lambda who: request_access(self.authority, who, request),
         )
+
+    # -- training jobs (sandbox.hub.jobs) -------------------------------------------------
+
+    def _jobs(self, context: Any) -> TrainingJobs:
+        if self.jobs is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this hub does not run training jobs")
+        assert self.jobs is not None
+        return self.jobs
+
+    def SubmitTrainingJob(  # gRPC's method name
+        self, request: pb.SubmitTrainingJobRequest, context: Any
+    ) -> pb.SubmitTrainingJobResponse:
+        jobs = self._jobs(context)
+        return self.auth.serve(
+            "SubmitTrainingJob", context, ("firm",), lambda who: jobs.submit(who, request)
+        )
+
+    def FollowJob(  # gRPC's method name
+        self, request: pb.FollowJobRequest, context: Any
+    ) -> Iterator[pb.JobEvent]:
+        jobs = self._jobs(context)
+        return self.auth.serve(
+            "FollowJob", context, ("firm",), lambda who: jobs.follow(who, request.job_id, context)
+        )
+
+    def ListJobs(  # gRPC's method name
+        self, request: pb.ListJobsRequest, context: Any
+    ) -> pb.ListJobsResponse:
+        jobs = self._jobs(context)
+        return self.auth.serve("ListJobs", context, ("firm",), lambda who: jobs.list_jobs(who))
 
     # -- the governed query ---------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 
@@ -79,6 +79,12 @@ TRAINING_NOT_SERVED = (
 Authorize = Callable[[Any], Principal]
 
 
+class TaskRunner(Protocol):
+    """Runs federated-training tasks on this node's data (``sandbox.node.tasks``)."""
+
+    def run(self, request: pb.RunTaskRequest, context: Any) -> pb.RunTaskResponse: ...
+
+
 class _NotRun(Exception):
     """The query was refused before any mechanism ran (nothing left the node)."""
 
@@ -114,6 +120,8 @@ class NodeService(pb_grpc.NodeServiceServicer):
         self._authorize = authorize
         self._engine: QueryEngine | None = None
         self._engine_lock = threading.Lock()
+        #: Federated-training tasks; ``None``: ``RunTask`` answers ``UNIMPLEMENTED``.
+        self.tasks: TaskRunner | None = None
 
     @classmethod
     def open(
@@ -205,6 +213,17 @@ class NodeService(pb_grpc.NodeServiceServicer):
             spends=self.spends(),
             protocol=PROTOCOL_VERSION,
         )
+
+    def RunTask(  # gRPC's method name
+        self, request: pb.RunTaskRequest, context: Any
+    ) -> pb.RunTaskResponse:
+        self._require_hub(context)
+        if self.tasks is None:
+            abort_with(
+                context, grpc.StatusCode.UNIMPLEMENTED, "this node does not run training tasks"
+            )
+        assert self.tasks is not None
+        return self.tasks.run(request, context)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -79,6 +79,10 @@ BYTES_FIELDS: Mapping[str, str] = {
     "sandbox.v1.SignedInstruction.signature": "an Ed25519 signature",
     "sandbox.v1.ExecuteResponse.instruction_digest": "a SHA-256 digest",
     "sandbox.v1.TrainingResult.model_weights": "DP-SGD-trained weights (a DP release)",
+    "sandbox.v1.Tensor.data": (
+        "model weights of a federated task: the global model (an aggregate of DP-SGD updates) "
+        "or a node's DP-SGD-trained update"
+    ),
 }
 
 #: Messages that hold data values, and the only fields that may use each of them.
@@ -96,6 +100,8 @@ CONTAINED: Mapping[str, frozenset[str]] = {
     "sandbox.v1.ReleasedGroup": frozenset({"sandbox.v1.QueryResult.groups"}),
     "sandbox.v1.MockColumn": frozenset({"sandbox.v1.MockDataResponse.columns"}),
     "sandbox.v1.Bounds": frozenset({"sandbox.v1.ColumnMetadata.bounds"}),
+    "sandbox.v1.Tensor": frozenset({"sandbox.v1.TaskTensors.tensors"}),  # model weights only
+    "sandbox.v1.TaskTensors": frozenset({"sandbox.v1.FederatedTask.TensorsEntry.value"}),
 }
 
 

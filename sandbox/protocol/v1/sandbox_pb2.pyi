@@ -341,6 +341,22 @@ class RequestAccessResponse(_message.Message):
     request: AccessRequest
     def __init__(self, request: _Optional[_Union[AccessRequest, _Mapping]] = ...) -> None: ...
 
+class ListAccessRequestsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAccessRequestsResponse(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[AccessRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[AccessRequest, _Mapping]]] = ...) -> None: ...
+
+class WithdrawRequestRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
 class BudgetAccount(_message.Message):
     __slots__ = ("account", "grant_id", "dataset", "epsilon_cap", "delta_cap", "epsilon_spent", "delta_spent", "basic_epsilon", "rho", "pending", "committed", "refunded", "withheld")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -792,6 +808,36 @@ class GetResultRequest(_message.Message):
     result_id: str
     def __init__(self, result_id: _Optional[str] = ...) -> None: ...
 
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobSummary(_message.Message):
+    __slots__ = ("job_id", "grant_id", "status", "datasets", "rounds", "rounds_done", "submitted_ms", "result_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_DONE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_MS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    grant_id: str
+    status: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    rounds: int
+    rounds_done: int
+    submitted_ms: int
+    result_id: str
+    def __init__(self, job_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., status: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., rounds_done: _Optional[int] = ..., submitted_ms: _Optional[int] = ..., result_id: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
+
 class GetResultResponse(_message.Message):
     __slots__ = ("result_id", "grant_id", "query", "training", "release_digest", "log")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -809,16 +855,18 @@ class GetResultResponse(_message.Message):
     def __init__(self, result_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., query: _Optional[_Union[QueryResult, _Mapping]] = ..., training: _Optional[_Union[TrainingResult, _Mapping]] = ..., release_digest: _Optional[str] = ..., log: _Optional[_Union[LogProof, _Mapping]] = ...) -> None: ...
 
 class RegisterDatasetRequest(_message.Message):
-    __slots__ = ("manifest_yaml", "node", "epsilon_cap", "delta_cap")
+    __slots__ = ("manifest_yaml", "node", "epsilon_cap", "delta_cap", "node_address")
     MANIFEST_YAML_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CAP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CAP_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     manifest_yaml: str
     node: str
     epsilon_cap: float
     delta_cap: float
-    def __init__(self, manifest_yaml: _Optional[str] = ..., node: _Optional[str] = ..., epsilon_cap: _Optional[float] = ..., delta_cap: _Optional[float] = ...) -> None: ...
+    node_address: str
+    def __init__(self, manifest_yaml: _Optional[str] = ..., node: _Optional[str] = ..., epsilon_cap: _Optional[float] = ..., delta_cap: _Optional[float] = ..., node_address: _Optional[str] = ...) -> None: ...
 
 class RegisterDatasetResponse(_message.Message):
     __slots__ = ("dataset", "log_index")
@@ -957,6 +1005,114 @@ class ExecuteResponse(_message.Message):
 class ReportMetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class NodeRevokeRequest(_message.Message):
+    __slots__ = ("notice",)
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    notice: SignedInstruction
+    def __init__(self, notice: _Optional[_Union[SignedInstruction, _Mapping]] = ...) -> None: ...
+
+class NodeRevokeResponse(_message.Message):
+    __slots__ = ("grant_id", "newly_revoked")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEWLY_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    newly_revoked: bool
+    def __init__(self, grant_id: _Optional[str] = ..., newly_revoked: _Optional[bool] = ...) -> None: ...
+
+class Tensor(_message.Message):
+    __slots__ = ("name", "shape", "dtype", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class TaskValue(_message.Message):
+    __slots__ = ("bool_value", "int_value", "float_value", "string_value")
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    bool_value: bool
+    int_value: int
+    float_value: float
+    string_value: str
+    def __init__(self, bool_value: _Optional[bool] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., string_value: _Optional[str] = ...) -> None: ...
+
+class TaskValues(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TaskValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TaskValue, _Mapping]] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.MessageMap[str, TaskValue]
+    def __init__(self, values: _Optional[_Mapping[str, TaskValue]] = ...) -> None: ...
+
+class TaskTensors(_message.Message):
+    __slots__ = ("tensors",)
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
+    def __init__(self, tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+
+class FederatedTask(_message.Message):
+    __slots__ = ("message_type", "group_id", "tensors", "configs", "metrics", "error")
+    class TensorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TaskTensors
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TaskTensors, _Mapping]] = ...) -> None: ...
+    class ConfigsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TaskValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TaskValues, _Mapping]] = ...) -> None: ...
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TaskValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TaskValues, _Mapping]] = ...) -> None: ...
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    message_type: str
+    group_id: str
+    tensors: _containers.MessageMap[str, TaskTensors]
+    configs: _containers.MessageMap[str, TaskValues]
+    metrics: _containers.MessageMap[str, TaskValues]
+    error: str
+    def __init__(self, message_type: _Optional[str] = ..., group_id: _Optional[str] = ..., tensors: _Optional[_Mapping[str, TaskTensors]] = ..., configs: _Optional[_Mapping[str, TaskValues]] = ..., metrics: _Optional[_Mapping[str, TaskValues]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class RunTaskRequest(_message.Message):
+    __slots__ = ("instruction", "task")
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    instruction: SignedInstruction
+    task: FederatedTask
+    def __init__(self, instruction: _Optional[_Union[SignedInstruction, _Mapping]] = ..., task: _Optional[_Union[FederatedTask, _Mapping]] = ...) -> None: ...
+
+class RunTaskResponse(_message.Message):
+    __slots__ = ("reply",)
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    reply: FederatedTask
+    def __init__(self, reply: _Optional[_Union[FederatedTask, _Mapping]] = ...) -> None: ...
 
 class NodeSpend(_message.Message):
     __slots__ = ("grant_id", "dataset", "epsilon_spent", "delta_spent", "epsilon_cap", "delta_cap")

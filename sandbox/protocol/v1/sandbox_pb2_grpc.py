@@ -84,6 +84,21 @@ class FirmServiceStub:
                 request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultResponse.FromString,
                 _registered_method=True)
+        self.ListAccessRequests = channel.unary_unary(
+                '/sandbox.v1.FirmService/ListAccessRequests',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsResponse.FromString,
+                _registered_method=True)
+        self.WithdrawRequest = channel.unary_unary(
+                '/sandbox.v1.FirmService/WithdrawRequest',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WithdrawRequestRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RequestAccessResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/sandbox.v1.FirmService/ListJobs',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
 
 
 class FirmServiceServicer:
@@ -154,6 +169,27 @@ class FirmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccessRequests(self, request, context):
+        """The calling firm's own access requests (any state), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawRequest(self, request, context):
+        """Withdraw one of the calling firm's pending requests.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """The calling firm's training jobs (running and finished), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FirmServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +237,21 @@ def add_FirmServiceServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultRequest.FromString,
                     response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultResponse.SerializeToString,
+            ),
+            'ListAccessRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessRequests,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsResponse.SerializeToString,
+            ),
+            'WithdrawRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawRequest,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WithdrawRequestRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RequestAccessResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +502,87 @@ class FirmService:
             '/sandbox.v1.FirmService/GetResult',
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultRequest.SerializeToString,
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.GetResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.FirmService/ListAccessRequests',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListAccessRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.FirmService/WithdrawRequest',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WithdrawRequestRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RequestAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.FirmService/ListJobs',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -815,6 +947,16 @@ class NodeServiceStub:
                 request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataRequest.SerializeToString,
                 response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataResponse.FromString,
                 _registered_method=True)
+        self.Revoke = channel.unary_unary(
+                '/sandbox.v1.NodeService/Revoke',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeResponse.FromString,
+                _registered_method=True)
+        self.RunTask = channel.unary_unary(
+                '/sandbox.v1.NodeService/RunTask',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -836,6 +978,22 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Revoke(self, request, context):
+        """A revocation notice signed by the authority: the node refuses the grant from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTask(self, request, context):
+        """One federated-training task (query, train or evaluate) of a job whose signed plan the
+        node accepted through Execute. The node checks the plan itself and trains on its own data;
+        only DP-SGD-trained weights and DP metrics come back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -848,6 +1006,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.ReportMetadata,
                     request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataRequest.FromString,
                     response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataResponse.SerializeToString,
+            ),
+            'Revoke': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revoke,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeResponse.SerializeToString,
+            ),
+            'RunTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -905,6 +1073,60 @@ class NodeService:
             '/sandbox.v1.NodeService/ReportMetadata',
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataRequest.SerializeToString,
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.ReportMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.NodeService/Revoke',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.NodeRevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.NodeService/RunTask',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,
