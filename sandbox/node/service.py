@@ -82,6 +82,11 @@ Authorize = Callable[[Any], Principal]
 class TaskRunner(Protocol):
     """Runs federated-training tasks on this node's data (``sandbox.node.tasks``)."""
 
+    def accept(self, admission: Admission, digest: bytes, context: Any) -> pb.ExecuteResponse:
+        """Record an admitted job instruction's plan as approved on this node (or refuse it:
+        then settle the admission as not released)."""
+        ...
+
     def run(self, request: pb.RunTaskRequest, context: Any) -> pb.RunTaskResponse: ...
 
 
@@ -167,6 +172,8 @@ class NodeService(pb_grpc.NodeServiceServicer):
             context.set_trailing_metadata(((REFUSAL_METADATA, exc.code),))
             abort_with(context, status, str(exc))
         instr = admission.instruction
+        if instr.kind != "query" and self.tasks is not None:
+            return self.tasks.accept(admission, digest, context)
         if instr.kind != "query":
             self.guard.settle(admission, released=False)
             context.set_trailing_metadata(((REFUSAL_METADATA, "not_served"),))
