@@ -172,3 +172,8 @@ class HubUnavailable(ClientError):
 
 class VerificationFailed(ClientError):
     """An answer's signed tree head, release digest or inclusion proof does not verify."""
+
+
+class UnknownResultError(UnknownDatasetError):
+    """No result of that id for the calling firm (another firm's result is answered the same
+    way); ``NOT_FOUND`` like an unknown dataset."""
