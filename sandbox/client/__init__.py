@@ -4,12 +4,18 @@
   key; from a 0600 profile file or ``SANDBOX_*`` environment variables), the connection;
 * :mod:`sandbox.client.firm` — :class:`FirmClient` (datasets, describe, query, remaining) and
   the offline :func:`verify_answer`;
-* :mod:`sandbox.client.regulator` — :class:`RegulatorClient` (tree heads, proofs, entries).
+* :mod:`sandbox.client.department` — :class:`DepartmentClient` (register, review, revoke,
+  budgets); :mod:`sandbox.client.access` and :mod:`sandbox.client.jobs` — requests, grants and
+  training jobs; :mod:`sandbox.client.results` — stored results, checked offline;
+* :mod:`sandbox.client.regulator` — :class:`RegulatorClient` (tree heads, proofs, entries,
+  export in the offline audit format).
 
 Importing this package loads grpc, protobuf and the log's proof checks only: no query engine,
 no training stack, so a command-line query starts fast.
 """
 
+from sandbox.client.access import GrantInfo, RequestInfo, Review, access_terms
+from sandbox.client.department import DepartmentClient
 from sandbox.client.firm import (
     Account,
     Budget,
@@ -17,10 +23,12 @@ from sandbox.client.firm import (
     ColumnInfo,
     DatasetInfo,
     FirmClient,
+    MockData,
     QueryAnswer,
     release_bytes,
     verify_answer,
 )
+from sandbox.client.jobs import JobEvent, JobInfo, JobSubmitted, TrainedModel
 from sandbox.client.profile import DEFAULT_PROFILE, Profile
 from sandbox.client.regulator import (
     ConsistencyProof,
@@ -34,6 +42,16 @@ from sandbox.client.regulator import (
 from sandbox.errors import ClientError, ProfileError, VerificationFailed
 
 __all__ = [
+    "DepartmentClient",
+    "GrantInfo",
+    "JobEvent",
+    "JobInfo",
+    "JobSubmitted",
+    "MockData",
+    "RequestInfo",
+    "Review",
+    "TrainedModel",
+    "access_terms",
     "DEFAULT_PROFILE",
     "Account",
     "Budget",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
@@ -22,10 +23,15 @@ from google.protobuf import json_format  # type: ignore[import-untyped,unused-ig
 from policies.errors import ProofError, TreeHeadError
 from policies.merkle import leaf_hash, verify_inclusion
 from policies.treehead import SignedTreeHead, verify_tree_head
+from sandbox.client.access import RequestInfo
+from sandbox.client.jobs import JobEvent, JobInfo, JobSubmitted
 from sandbox.client.profile import DEFAULT_TIMEOUT_S, Connection, Profile
 from sandbox.errors import ClientError, VerificationFailed
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from sandbox.client.results import StoredResult
 
 Scalar = bool | int | float | str | date | None
 
@@ -291,6 +297,15 @@ def verify_answer(
     return body
 
 
+@dataclass(frozen=True)
+class MockData:
+    """Synthetic column values from public metadata only; ``note`` says so."""
+
+    dataset: str
+    columns: dict[str, list[Scalar]]
+    note: str
+
+
 class FirmClient:
     """A firm's connection to the hub. Use as a context manager or call :meth:`close`.
 
@@ -354,6 +369,69 @@ class FirmClient:
             Account.from_pb(reply.dataset),
         )
 
+    def mock(self, dataset: str, count: int = 20) -> MockData:
+        """Synthetic values per column, drawn from ``dataset``'s public metadata only (the
+        hub draws them with a fresh seed; nothing comes from the data)."""
+        request = pb.MockDataRequest(dataset=dataset, count=count)
+        reply = self.connection.call(self._stub.MockData, request)
+        columns = {c.name: [scalar(v) for v in c.values] for c in reply.columns}
+        return MockData(reply.dataset, columns, reply.note)
+
+    def request_access(self, terms: Any = None, **fields: Any) -> RequestInfo:
+        """Ask for access: ``terms`` is a ``pb.AccessTerms``, a mapping or a YAML file path,
+        or give the fields as keywords (see :func:`sandbox.client.access.access_terms`)."""
+        from sandbox.client.access import access_terms
+
+        message = terms if isinstance(terms, pb.AccessTerms) else access_terms(terms or fields)
+        request = pb.RequestAccessRequest(terms=message)
+        reply = self.connection.call(self._stub.RequestAccess, request)
+        return RequestInfo.from_pb(reply.request)
+
+    def requests(self) -> list[RequestInfo]:
+        """This firm's access requests, with each department's answer."""
+        reply = self.connection.call(self._stub.ListAccessRequests, pb.ListAccessRequestsRequest())
+        return [RequestInfo.from_pb(r) for r in reply.requests]
+
+    def withdraw(self, request_id: str) -> RequestInfo:
+        """Withdraw a pending access request."""
+        request = pb.WithdrawRequestRequest(request_id=request_id)
+        return RequestInfo.from_pb(
+            self.connection.call(self._stub.WithdrawRequest, request).request
+        )
+
+    def submit_job(self, spec: Any, *, purpose: str, grant_id: str | None = None) -> JobSubmitted:
+        """Submit a DP training job: ``spec`` is a ``federation.job.JobSpec``, a mapping or a
+        YAML/JSON file path (validated here first), or a ``pb.JobSpec``."""
+        from sandbox.client.jobs import job_spec
+
+        message = spec if isinstance(spec, pb.JobSpec) else job_spec(spec)
+        request = pb.SubmitTrainingJobRequest(spec=message, purpose=purpose, grant_id=grant_id)
+        reply = self.connection.call(self._stub.SubmitTrainingJob, request)
+        return JobSubmitted.from_pb(reply)
+
+    def follow(self, job_id: str) -> Iterator[JobEvent]:
+        """The job's events as they happen, until it finishes (no time limit)."""
+        stream = self.connection.stream(self._stub.FollowJob, pb.FollowJobRequest(job_id=job_id))
+        for event in stream:
+            yield JobEvent.from_pb(event)
+
+    def jobs(self) -> list[JobInfo]:
+        """This firm's training jobs."""
+        reply = self.connection.call(self._stub.ListJobs, pb.ListJobsRequest())
+        return [JobInfo.from_pb(j) for j in reply.jobs]
+
+    def result(
+        self, result_id: str, authority_public_key: Ed25519PublicKey | None = None
+    ) -> StoredResult:
+        """A stored release by id; checked offline when the authority's key is given."""
+        from sandbox.client.results import StoredResult, verify_result
+
+        request = pb.GetResultRequest(result_id=result_id)
+        stored = StoredResult.from_pb(self.connection.call(self._stub.GetResult, request))
+        if authority_public_key is not None:
+            verify_result(stored, authority_public_key)
+        return stored
+
     @staticmethod
     def verify(
         answer: QueryAnswer, authority_public_key: Ed25519PublicKey, entry: bytes | None = None
@@ -370,6 +448,7 @@ __all__ = [
     "ColumnInfo",
     "DatasetInfo",
     "FirmClient",
+    "MockData",
     "QueryAnswer",
     "Scalar",
     "release_bytes",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -240,6 +240,13 @@ class Connection:
     def call(self, method: Callable[..., Resp], request: Any) -> Resp:
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata or None)
+        except grpc.RpcError as exc:
+            raise client_error(exc) from None
+
+    def stream(self, method: Callable[..., Iterable[Resp]], request: Any) -> Iterator[Resp]:
+        """A server-streaming call without a deadline; errors map as in :meth:`call`."""
+        try:
+            yield from method(request, metadata=self._metadata or None)
         except grpc.RpcError as exc:
             raise client_error(exc) from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from policies.errors import ProofError, TreeHeadError
 from policies.merkle import leaf_hash, verify_consistency, verify_inclusion
 from policies.treehead import SignedTreeHead, verify_tree_head
+from policies.verify import EXPORT_FORMAT
 from sandbox.client.profile import DEFAULT_TIMEOUT_S, Connection, Profile
 from sandbox.errors import VerificationFailed
 from sandbox.protocol.v1 import sandbox_pb2 as pb
@@ -153,6 +155,33 @@ class RegulatorClient:
         r = self.connection.call(self._stub.Entries, pb.EntriesRequest(start=start, end=end))
         page = tuple(LogEntry(e.index, bytes(e.entry)) for e in r.entries)
         return EntriesPage(page, r.next, r.tree_size)
+
+    def export(self, out: Path | str, authority_public_key: Ed25519PublicKey) -> SignedTreeHead:
+        """Write the whole log, as of a freshly signed head, in the export format that
+        ``sandbox audit verify`` checks offline; the head's signature is checked first and
+        every page's entries before they are written. Returns the head."""
+        head = _verified_head(self.tree_head(), authority_public_key)
+        path = Path(out)
+        tmp = path.with_name(f"{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(_line({"format": EXPORT_FORMAT, "size": head.size}))
+            start = 0
+            while start < head.size:
+                page = self.entries(start, head.size)
+                if not page.entries or page.entries[0].index != start:
+                    raise VerificationFailed(
+                        f"the hub sent no entry {start} of {head.size}; try again", "VERIFY"
+                    )
+                for entry in page.entries:
+                    f.write(entry.entry + b"\n")
+                start = page.entries[-1].index + 1
+            f.write(_line({"tree_head": head.to_json()}))
+        tmp.replace(path)
+        return head
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 __all__ = [
