@@ -177,3 +177,13 @@ class VerificationFailed(ClientError):
 class UnknownResultError(UnknownDatasetError):
     """No result of that id for the calling firm (another firm's result is answered the same
     way); ``NOT_FOUND`` like an unknown dataset."""
+
+
+class TaskFormatError(SandboxError, ValueError):
+    """A federated task (Flower message <-> ``FederatedTask``) holds something that may not
+    cross the wire: an untyped value, an unknown dtype, or more than a node may send back."""
+
+
+class UnknownJobError(UnknownDatasetError):
+    """No training job or result with this id for the calling firm (answered ``NOT_FOUND``,
+    whether it does not exist or is another firm's)."""
