@@ -235,3 +235,25 @@ def request_access(
     terms = AccessTerms.parse(terms_from_pb(request.terms))
     stored = workflow_for(authority).submit(firm.name, terms)  # the firm from its credential
     return pb.RequestAccessResponse(request=access_request_pb(stored))
+
+
+# -- FirmService.ListAccessRequests / WithdrawRequest --------------------------------------
+
+
+def list_requests(authority: Authority, firm: Principal) -> pb.ListAccessRequestsResponse:
+    """Every access request of the authenticated ``firm``, oldest first, with its reviews,
+    the departments' reasons and the grant once issued."""
+    mine = workflow_for(authority).requests_of(firm.name)
+    return pb.ListAccessRequestsResponse(requests=requests_pb(authority, mine))
+
+
+def withdraw_request(
+    authority: Authority, firm: Principal, request: pb.WithdrawRequestRequest
+) -> pb.RequestAccessResponse:
+    """The authenticated ``firm`` takes back its pending request (logged). Another firm's
+    request is unknown to it (``INVALID_ARGUMENT``, as for an unknown id); a decided one is
+    ``FAILED_PRECONDITION``."""
+    if not request.request_id:
+        raise InvalidRequestError("name the request to withdraw; ListAccessRequests shows yours")
+    done = workflow_for(authority).withdraw(request.request_id, firm.name)
+    return pb.RequestAccessResponse(request=request_with_grant(authority, done))

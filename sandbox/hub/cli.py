@@ -25,7 +25,7 @@ from sandbox.cli_support import fail, guarded
 from sandbox.errors import HubError
 
 if TYPE_CHECKING:
-    from sandbox.hub.firm import NodeRoute
+    from sandbox.hub.nodes import NodeRoute
 
 hub_app = typer.Typer(
     no_args_is_help=True,
@@ -51,7 +51,7 @@ def parse_routes(routes: list[str]) -> dict[str, NodeRoute]:
     >>> parse_routes(["pums=node-1@10.0.0.7:7070"])["pums"]
     NodeRoute(name='node-1', address='10.0.0.7:7070')
     """
-    from sandbox.hub.firm import NodeRoute
+    from sandbox.hub.nodes import NodeRoute
 
     out: dict[str, NodeRoute] = {}
     for item in routes:

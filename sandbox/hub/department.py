@@ -33,7 +33,7 @@ from sandbox.errors import RoleError
 from sandbox.hub.access import dataset_terms_from_pb, grant_pb, request_with_grant, requests_pb
 from sandbox.hub.access import workflow_for as _workflow_for
 from sandbox.hub.auth import Authenticator
-from sandbox.hub.firm import budget_account_pb
+from sandbox.hub.messages import budget_account_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 

@@ -16,31 +16,30 @@ Implemented here: the catalog (``ListDatasets``, ``DescribeDataset``: public met
       -> the firm gets the DP values and a LogProof: the release entry's index, its inclusion
          proof and the signed tree head it verifies against.
 
-The remaining FirmService methods answer ``UNIMPLEMENTED`` (see ``docs/hub.md``).
+Also: ``MockData`` (synthetic values from public metadata, :mod:`sandbox.hub.mockdata`),
+``GetResult`` (a query release again, only to the firm that received it, with a fresh log
+proof, :mod:`sandbox.hub.releases`; else the firm's training result from ``jobs``),
+``ListAccessRequests`` and ``WithdrawRequest`` (the calling firm's own requests). Before an
+instruction goes to a node, the revocations that node has not acknowledged are delivered
+(:mod:`sandbox.hub.revocations`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
 
-from policies.accounts import AccountStatus
 from policies.authority import Authority, release_digest
-from policies.grants import Action, ColumnUse, Grant
-from policies.instructions import Instruction, SignedInstruction, sign_instruction
+from policies.grants import Action, Grant
+from policies.instructions import Instruction, sign_instruction
 from policies.keys import load_signing_key
 from policies.ledger import Reservation
-from policies.loss import EPS_UNITS
-from policies.requests import ColumnRef, Request
+from policies.requests import Request
 from policies.use import Outcome
 from sandbox.catalog import Catalog, Manifest
 from sandbox.credentials import Principal
@@ -50,119 +49,19 @@ from sandbox.errors import (
     NodeUnavailableError,
     RoleError,
     UnknownDatasetError,
+    UnknownResultError,
 )
 from sandbox.hub.auth import Authenticator
+from sandbox.hub.messages import budget_account_pb, check_reply, query_columns, release_bytes
+from sandbox.hub.nodes import NodeClient as NodeClient
+from sandbox.hub.nodes import NodeRoute as NodeRoute
+from sandbox.hub.releases import ReleaseStore, log_proof, result_response
+from sandbox.hub.revocations import RevocationDelivery
+from sandbox.hub.routes import RouteStore, parse_manifest_yaml
 from sandbox.node.convert import dataset_metadata_message as dataset_metadata
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 from sandbox.query import check_dataset_delta, check_privacy_parameters, parse_query
-from sandbox.query.plan import QueryPlan
-
-#: The pseudo-column a grant lists (``"*": aggregate_only``) to allow COUNT(*).
-ROW_COUNT = "*"
-#: How long the hub waits for a node's answer to one instruction.
-DEFAULT_NODE_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class NodeRoute:
-    """Where a dataset lives: the node's name (shown to firms) and its gRPC address."""
-
-    name: str
-    address: str
-
-
-class NodeClient:
-    """Calls ``NodeService.Execute`` on department nodes, one cached channel per address.
-
-    ``credentials`` are the hub's channel credentials (its client certificate and the CA,
-    for mTLS with the nodes); ``None`` means plaintext, for a loopback test setup only.
-    """
-
-    def __init__(
-        self,
-        credentials: grpc.ChannelCredentials | None,
-        timeout_s: float = DEFAULT_NODE_TIMEOUT_S,
-    ) -> None:
-        self.credentials = credentials
-        self.timeout_s = timeout_s
-        self._channels: dict[str, grpc.Channel] = {}
-        self._lock = threading.Lock()
-
-    def _channel(self, address: str) -> grpc.Channel:
-        with self._lock:
-            channel = self._channels.get(address)
-            if channel is None:
-                if self.credentials is None:
-                    channel = grpc.insecure_channel(address)
-                else:
-                    channel = grpc.secure_channel(address, self.credentials)
-                self._channels[address] = channel
-            return channel
-
-    def execute(self, address: str, signed: SignedInstruction) -> pb.ExecuteResponse:
-        """Send one signed instruction; raises ``grpc.RpcError`` if the node does not answer."""
-        stub = pb_grpc.NodeServiceStub(self._channel(address))
-        message = pb.SignedInstruction(
-            instruction=signed.payload, signature=signed.signature, key_id=signed.key_id
-        )
-        return stub.Execute(pb.ExecuteRequest(instruction=message), timeout=self.timeout_s)
-
-    def close(self) -> None:
-        with self._lock:
-            channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            channel.close()
-
-
-# -- conversions ----------------------------------------------------------------------------
-
-
-def budget_account_pb(status: AccountStatus, grant_id: str, dataset: str) -> pb.BudgetAccount:
-    """An :class:`policies.accounts.AccountStatus` as a ``BudgetAccount``."""
-    return pb.BudgetAccount(
-        account=status.account,
-        grant_id=grant_id,
-        dataset=dataset,
-        epsilon_cap=status.epsilon_cap,
-        delta_cap=status.delta_cap,
-        epsilon_spent=status.epsilon_spent,
-        delta_spent=status.delta_spent,
-        basic_epsilon=status.basic_epsilon,
-        rho=status.rho,
-        pending=status.pending,
-        committed=status.committed,
-        refunded=status.refunded,
-        withheld=status.withheld,
-    )
-
-
-def release_bytes(result: pb.QueryResult) -> bytes:
-    """The exact bytes a firm is handed and the log's release digest covers: the result's
-    canonical JSON (protobuf field names, sorted keys, no spaces, UTF-8).
-
-    A firm recomputes ``sha256(release_bytes(reply.result))`` and compares it with
-    ``reply.release_digest`` and with the logged release entry.
-
-    >>> release_bytes(pb.QueryResult(dataset="pums", outputs=["n"], epsilon_spent=0.5))
-    b'{"dataset":"pums","epsilon_spent":0.5,"outputs":["n"]}'
-    """
-    data = json_format.MessageToDict(result, preserving_proto_field_name=True)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def query_columns(plan: QueryPlan) -> tuple[ColumnRef, ...]:
-    """Every column a plan touches and how, as the policy engine checks them (COUNT(*) is a
-    use of the pseudo-column ``*``)."""
-    uses: dict[str, set[str]] = {k: set(v) for k, v in plan.column_uses().items()}
-    if any(a.kind == "count" and a.column is None for a in plan.aggregates):
-        uses[ROW_COUNT] = {"aggregate"}
-    return tuple(
-        ColumnRef(name=name, use=ColumnUse(use))
-        for name, col_uses in sorted(uses.items())
-        for use in sorted(col_uses)
-    )
-
 
 # -- the service ----------------------------------------------------------------------------
 
@@ -186,9 +85,10 @@ class TrainingJobs(Protocol):
 class FirmService(pb_grpc.FirmServiceServicer):
     """The firm's side of the hub; every method needs the ``firm`` role.
 
-    ``catalog`` holds the manifests (public metadata) of the datasets the hub knows,
-    ``routes`` maps each dataset to the node that holds it; a dataset without a route is not
-    listed. ``signing_key`` is the authority's Ed25519 key (default: loaded from
+    The datasets served are those registered (``RegisterDataset``: ``<state>/routes.db``,
+    :mod:`sandbox.hub.routes`) and those of ``catalog`` (manifests) with a static route in
+    ``routes``, which overrides a registered route; a dataset without a route is not listed.
+    ``signing_key`` is the authority's Ed25519 key (default: loaded from
     ``authority.keys_dir``).
     """
 
@@ -204,16 +104,40 @@ class FirmService(pb_grpc.FirmServiceServicer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.authority = authority
-        self.catalog = catalog
-        self.routes = dict(routes)
         self.nodes = nodes
         self.auth = auth
         self._key = signing_key or load_signing_key(authority.keys_dir, create=False)
         self._clock = clock
+        self._static = (catalog, dict(routes))
+        self.route_store = RouteStore(authority.state_dir)
+        self.releases = ReleaseStore(authority.state_dir)
+        self.revocations = RevocationDelivery(authority, nodes, self._key, lambda: self.routes)
+        self.catalog, self.routes = catalog, dict(routes)
+        self.reload()
         #: Training jobs; ``None``: the training RPCs answer ``UNIMPLEMENTED``.
         self.jobs: TrainingJobs | None = None
 
     # -- catalog --------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the registered datasets (called after each registration; no restart)."""
+        static_catalog, static_routes = self._static
+        manifests = {m.name: m for m in static_catalog}
+        routes: dict[str, NodeRoute] = {}
+        for stored in self.route_store.all():
+            manifests[stored.dataset] = parse_manifest_yaml(stored.manifest_yaml)
+            routes[stored.dataset] = stored.route
+        routes.update(static_routes)
+        self.catalog, self.routes = Catalog(manifests, static_catalog.root), routes
+
+    def MockData(self, request: pb.MockDataRequest, context: Any) -> pb.MockDataResponse:  # gRPC
+        from sandbox.hub.mockdata import mock_data
+
+        def handle(who: Principal) -> pb.MockDataResponse:
+            manifest, _ = self._manifest(request.dataset)
+            return mock_data(manifest, request.count, request.seed)
+
+        return self.auth.serve("MockData", context, ("firm",), handle)
 
     def _manifest(self, name: str) -> tuple[Manifest, NodeRoute]:
         route = self.routes.get(name)
@@ -306,6 +230,45 @@ class FirmService(pb_grpc.FirmServiceServicer):
             lambda who: request_access(self.authority, who, request),
         )
 
+    def ListAccessRequests(  # gRPC's method name
+        self, request: pb.ListAccessRequestsRequest, context: Any
+    ) -> pb.ListAccessRequestsResponse:
+        from sandbox.hub.access import list_requests
+
+        return self.auth.serve(
+            "ListAccessRequests",
+            context,
+            ("firm",),
+            lambda who: list_requests(self.authority, who),
+        )
+
+    def WithdrawRequest(  # gRPC's method name
+        self, request: pb.WithdrawRequestRequest, context: Any
+    ) -> pb.RequestAccessResponse:
+        from sandbox.hub.access import withdraw_request
+
+        return self.auth.serve(
+            "WithdrawRequest",
+            context,
+            ("firm",),
+            lambda who: withdraw_request(self.authority, who, request),
+        )
+
+    def GetResult(self, request: pb.GetResultRequest, context: Any) -> pb.GetResultResponse:  # gRPC
+        def handle(who: Principal) -> pb.GetResultResponse:
+            stored = self.releases.get(who.name, request.result_id)
+            if stored is not None:
+                return result_response(self.authority, stored)
+            found = self.jobs.result(who, request.result_id) if self.jobs is not None else None
+            if found is None:  # another firm's result is unknown to this one
+                raise UnknownResultError(
+                    f"no result {request.result_id!r} for {who}; use the result_id that "
+                    "SubmitQuery or ListJobs gave you"
+                )
+            return found
+
+        return self.auth.serve("GetResult", context, ("firm",), handle)
+
     # -- training jobs (sandbox.hub.jobs) -------------------------------------------------
 
     def _jobs(self, context: Any) -> TrainingJobs:
@@ -383,6 +346,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
             min_group_size=ob.min_group_size,  # the node suppresses smaller groups itself
         )
         signed = sign_instruction(self._key, instruction)
+        self.revocations.sync(route)  # the node learns of revocations before new work
         answer: dict[str, Any] = {}
 
         def run(reservations: tuple[Reservation, ...]) -> Outcome[pb.QueryResult | None]:
@@ -395,7 +359,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
             if reply.WhichOneof("outcome") == "not_released":
                 answer["refused"] = reply.not_released
                 return Outcome(None, None, "not-released")
-            problem = _check_reply(reply, signed, instruction)
+            problem = check_reply(reply, signed, instruction)
             if problem is not None:
                 answer["error"] = f"node {route.name} answered wrongly: {problem}"
                 return Outcome(None, None, "bad-node-answer")
@@ -422,40 +386,14 @@ class FirmService(pb_grpc.FirmServiceServicer):
                 f"{index}) since the node did not confirm that nothing was released; try later"
             )
         result = settled.value
-        head = self.authority.tree_head()
-        proof = self.authority.inclusion_proof(index, head.size)
+        result_id = settled.reservations[0].reservation_id
+        data = release_bytes(result)
+        digest = release_digest(data)
+        self.releases.put(result_id, firm.name, ob.grant_id, ob.dataset, data, digest, index)
         return pb.SubmitQueryResponse(
-            result_id=settled.reservations[0].reservation_id,
+            result_id=result_id,
             grant_id=ob.grant_id,
             result=result,
-            release_digest=release_digest(release_bytes(result)),
-            log=pb.LogProof(
-                index=index,
-                tree_size=head.size,
-                inclusion_proof=proof,
-                entry=self.authority.log.entry(index),
-                tree_head=pb.SignedTreeHead(
-                    size=head.size,
-                    root=head.root,
-                    timestamp_ms=head.timestamp_ms,
-                    key_id=head.key_id,
-                    signature=head.signature,
-                ),
-            ),
+            release_digest=digest,
+            log=log_proof(self.authority, index),
         )
-
-
-def _check_reply(
-    reply: pb.ExecuteResponse, signed: SignedInstruction, instruction: Instruction
-) -> str | None:
-    """Why a node's answer is not a release of exactly this instruction (``None``: it is)."""
-    if reply.WhichOneof("outcome") != "query_result":
-        return f"expected a query result, got {reply.WhichOneof('outcome') or 'nothing'}"
-    if reply.instruction_digest != hashlib.sha256(signed.payload).digest():
-        return "the answer is for another instruction"
-    result = reply.query_result
-    if result.dataset != instruction.dataset or result.sql != instruction.sql:
-        return "the result is for another dataset or query"
-    if result.epsilon_spent * EPS_UNITS > instruction.epsilon + 1:
-        return "the node reports spending more than the instruction allows"
-    return None

@@ -37,7 +37,8 @@ from sandbox.credentials import ApiKeyStore
 from sandbox.errors import HubError
 from sandbox.hub.auth import Authenticator
 from sandbox.hub.department import DepartmentService
-from sandbox.hub.firm import DEFAULT_NODE_TIMEOUT_S, FirmService, NodeClient, NodeRoute
+from sandbox.hub.firm import FirmService
+from sandbox.hub.nodes import DEFAULT_NODE_TIMEOUT_S, NodeClient, NodeRoute
 from sandbox.hub.regulator import RegulatorService
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 

@@ -1,6 +1,6 @@
 """The department node's ``sandbox.v1.NodeService``: signed instructions in, DP releases out.
 
-:class:`NodeService` answers two RPCs, each only for a caller whose verified certificate has
+:class:`NodeService` answers its RPCs, each only for a caller whose verified certificate has
 the role ``hub`` (``authorize``, supplied by :mod:`sandbox.node.server`):
 
 ``Execute(SignedInstruction)``
@@ -16,6 +16,10 @@ the role ``hub`` (``authorize``, supplied by :mod:`sandbox.node.server`):
     3. The admission is settled: kept after a release; given back (``NotReleased`` in the
        answer) only when the query was refused before any mechanism ran. A failure inside the
        mechanism keeps the charge and is an ``INTERNAL`` error.
+``Revoke(notice)``
+    The authority's signed revocation notice, verified and recorded by
+    :meth:`NodeGuard.revoke <sandbox.node_guard.NodeGuard.revoke>`; the guard then refuses
+    every instruction of that grant (``revoked``). A bad signature is ``PERMISSION_DENIED``.
 ``ReportMetadata``
     The catalog's public metadata, the authority key the node trusts and its own spend.
 
@@ -220,6 +224,28 @@ class NodeService(pb_grpc.NodeServiceServicer):
             spends=self.spends(),
             protocol=PROTOCOL_VERSION,
         )
+
+    def Revoke(  # gRPC's method name
+        self, request: pb.NodeRevokeRequest, context: Any
+    ) -> pb.NodeRevokeResponse:
+        """Record the authority's signed revocation notice (the guard verifies it); from then
+        on this node refuses every instruction of that grant itself."""
+        self._require_hub(context)
+        notice = request.notice
+        signed = SignedMessage(bytes(notice.instruction), bytes(notice.signature), notice.key_id)
+        try:
+            recorded = self.guard.revoke(signed)
+        except InstructionRefused as exc:
+            context.set_trailing_metadata(((REFUSAL_METADATA, exc.code),))
+            abort_with(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        row = (
+            self.guard.db.conn()
+            .execute("SELECT payload FROM revocations WHERE grant_id = ?", (recorded.grant_id,))
+            .fetchone()
+        )
+        newly = row is not None and bytes(row[0]) == signed.payload  # not an earlier notice
+        log.info("grant %s revoked by the authority's notice", recorded.grant_id)
+        return pb.NodeRevokeResponse(grant_id=recorded.grant_id, newly_revoked=newly)
 
     def RunTask(  # gRPC's method name
         self, request: pb.RunTaskRequest, context: Any
