@@ -88,3 +88,7 @@ class ReviewPermissionError(PolicyError):
 
 class RequestStateError(PolicyError):
     """An access request or one of its reviews was already decided: the step cannot be taken."""
+
+
+class WitnessError(PolicyError, ValueError):
+    """A witness refused to cosign a tree head, or a cosignature does not verify."""

@@ -33,6 +33,7 @@ from policies.entries import validated_entry
 from policies.errors import InvalidRequestError, LogIntegrityError
 from policies.treehead import SignedTreeHead, sign_tree_head
 from policies.verify import EXPORT_FORMAT
+from policies.witness import Cosignature
 
 _T = TypeVar("_T")
 
@@ -332,32 +333,72 @@ class TransparencyLog:
             root = merkle.subtree_hash(self._get_node, 0, size)
         finally:
             conn.execute("COMMIT")
+        return self._sign(size, root)
+
+    def tree_heads(self) -> list[SignedTreeHead]:
+        rows = self._reader().execute("SELECT * FROM tree_heads ORDER BY rowid").fetchall()
+        return [SignedTreeHead(s, bytes(r), t, k, bytes(sig)) for s, r, t, k, sig in rows]
+
+    def export(
+        self,
+        path: Path,
+        head: SignedTreeHead | None = None,
+        cosignatures: Sequence[Cosignature] = (),
+    ) -> SignedTreeHead:
+        """Write the log and a signed tree head to ``path`` (format in ``verify.py``).
+
+        The root is recomputed from the entries as they are written, never taken from the
+        stored tree: a database whose entries were edited cannot be exported under a valid
+        signature. Without ``head`` the recomputed root of the whole log is signed (and the
+        head stored); with ``head`` (one signed earlier, e.g. cosigned by witnesses) the first
+        ``head.size`` entries are written and must hash to its root. ``cosignatures`` are
+        appended after the tree head.
+        """
+        size = self.size if head is None else head.size
+        if head is not None and size > self.size:
+            raise InvalidRequestError(f"the tree head covers {size} entries, the log has fewer")
+        tmp = Path(f"{path}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_line({"format": EXPORT_FORMAT, "size": size}))
+                builder = merkle.TreeBuilder()
+                for data in self.entries(0, size):
+                    builder.append(merkle.leaf_hash(data))
+                    f.write(data + b"\n")
+                root = builder.root()
+                if head is None:
+                    head = self._sign(size, root)
+                elif root != head.root:
+                    raise LogIntegrityError(
+                        f"the first {size} entries no longer hash to the signed root of that "
+                        "size: the log database was edited"
+                    )
+                f.write(_line({"tree_head": head.to_json()}))
+                for cos in cosignatures:
+                    if not cos.covers(head):
+                        raise InvalidRequestError(
+                            f"the cosignature of {cos.witness!r} is over another tree head"
+                        )
+                    f.write(_line({"cosignature": cos.to_json()}))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return head
+
+    def _sign(self, size: int, root: bytes) -> SignedTreeHead:
+        if self._key is None:
+            raise InvalidRequestError("this log was opened without a signing key")
         sth = sign_tree_head(self._key, size, root, int(self._clock() * 1000))
         with self._write_lock:
             self._writer.execute(
                 "INSERT INTO tree_heads VALUES (?, ?, ?, ?, ?)",
                 (sth.size, sth.root, sth.timestamp_ms, sth.key_id, sth.signature),
             )
-        return sth
-
-    def tree_heads(self) -> list[SignedTreeHead]:
-        rows = self._reader().execute("SELECT * FROM tree_heads ORDER BY rowid").fetchall()
-        return [SignedTreeHead(s, bytes(r), t, k, bytes(sig)) for s, r, t, k, sig in rows]
-
-    def export(self, path: Path) -> SignedTreeHead:
-        """Write the whole log and a fresh signed tree head to ``path`` (see ``verify.py``)."""
-        sth = self.sign_tree_head()
-        tmp = Path(f"{path}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_line({"format": EXPORT_FORMAT, "size": sth.size}))
-            for data in self.entries(0, sth.size):
-                f.write(data + b"\n")
-            f.write(_line({"tree_head": sth.to_json()}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         return sth
 
 

@@ -2,32 +2,41 @@
 
 Export layout, one item per line (``\\n``-terminated)::
 
-    {"format":"gov-data-sandbox-transparency-log/1","size":N}
+    {"format":"gov-data-sandbox-transparency-log/2","size":N}
     <entry 0: canonical JSON, its leaf hash is SHA-256(0x00 || line)>
     ...
     <entry N-1>
     {"tree_head":{...signed tree head...}}
+    {"cosignature":{...a witness's cosignature of that head...}}     (zero or more)
+
+Format ``/1`` is the same without cosignature lines.
 
 The verifier hashes every entry, checks that entry ``i`` says ``"index": i``, rebuilds the
 RFC 9162 root, checks the Ed25519 signature of the tree head over that root and size, and,
 given a tree head the regulator kept from earlier, checks that it is signed too and that its
 root is the root of the first entries of this export (so the log was only appended to).
+Given the witnesses it trusts (name -> public key) and ``min_witnesses``, it also requires that
+many of them to have cosigned the export's tree head (``policies.witness``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from policies.errors import TreeHeadError
+from policies.errors import TreeHeadError, WitnessError
 from policies.errors import VerificationError as VerificationError  # re-exported: raised here
 from policies.merkle import TreeBuilder, leaf_hash
 from policies.treehead import SignedTreeHead, verify_tree_head
+from policies.witness import Cosignature, count_witnesses
 
-EXPORT_FORMAT = "gov-data-sandbox-transparency-log/1"
+EXPORT_FORMAT = "gov-data-sandbox-transparency-log/2"
+#: Formats this verifier reads (``/1`` has no cosignature lines).
+EXPORT_FORMATS = ("gov-data-sandbox-transparency-log/1", EXPORT_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,10 @@ class VerifiedLog:
     root: bytes
     tree_head: SignedTreeHead
     previous: SignedTreeHead | None
+    #: Every cosignature line of the export, verified or not.
+    cosignatures: tuple[Cosignature, ...] = ()
+    #: The trusted witnesses whose cosignature of the tree head verified.
+    witnesses: tuple[str, ...] = field(default=())
 
 
 def _canonical(obj: object) -> bytes:
@@ -43,11 +56,17 @@ def _canonical(obj: object) -> bytes:
 
 
 def verify_export(
-    path: Path, public_key: Ed25519PublicKey, previous: SignedTreeHead | None = None
+    path: Path,
+    public_key: Ed25519PublicKey,
+    previous: SignedTreeHead | None = None,
+    *,
+    witness_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    min_witnesses: int = 0,
 ) -> VerifiedLog:
     """Verify an export; raise ``VerificationError`` naming the first problem found."""
     try:
-        return _verify(path, public_key, previous)
+        result = _verify(path, public_key, previous)
+        return _check_witnesses(result, witness_keys or {}, min_witnesses)
     except OSError as exc:
         raise VerificationError(f"cannot read {path}: {exc.strerror or exc}") from None
     except RecursionError:
@@ -74,7 +93,10 @@ def _verify(
             raise VerificationError("line 1 is not an export header") from None
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise VerificationError(f"line 1 gives an invalid size {size!r}")
-        if header_line != _canonical({"format": EXPORT_FORMAT, "size": size}):
+        version = header.get("format") if isinstance(header, dict) else None
+        if version not in EXPORT_FORMATS or header_line != _canonical(
+            {"format": version, "size": size}
+        ):
             raise VerificationError(f"line 1 is not a {EXPORT_FORMAT} header")
         for i in range(size):
             line = f.readline()
@@ -103,8 +125,7 @@ def _verify(
         if size == previous_size:
             previous_root = builder.root()
         trailer_line = f.readline()
-        if f.read(1):
-            raise VerificationError(f"data follows the tree head after entry {size - 1}")
+        cosignatures = _cosignatures(f.readlines(), size + 3, version == EXPORT_FORMAT)
     try:
         sth = SignedTreeHead.from_json(json.loads(trailer_line)["tree_head"])
     except (ValueError, TypeError, KeyError):
@@ -133,4 +154,41 @@ def _verify(
                 f"the earlier tree head (size {previous.size}) is not a prefix of this log: "
                 "entries it covered were rewritten"
             )
-    return VerifiedLog(size, root, sth, previous)
+    return VerifiedLog(size, root, sth, previous, cosignatures)
+
+
+def _cosignatures(lines: list[bytes], first_line: int, allowed: bool) -> tuple[Cosignature, ...]:
+    out = []
+    for n, line in enumerate(lines, first_line):
+        try:
+            body = json.loads(line)
+            cos = Cosignature.from_json(body["cosignature"])
+        except (ValueError, TypeError, KeyError, WitnessError):
+            raise VerificationError(f"line {n} after the tree head is not a cosignature") from None
+        if not allowed:
+            raise VerificationError("data follows the tree head of a format /1 export")
+        if line != _canonical({"cosignature": cos.to_json()}):
+            raise VerificationError(f"line {n} is not a canonical cosignature")
+        out.append(cos)
+    return tuple(out)
+
+
+def _check_witnesses(
+    result: VerifiedLog, keys: Mapping[str, Ed25519PublicKey], minimum: int
+) -> VerifiedLog:
+    good, bad = count_witnesses(result.tree_head, result.cosignatures, keys)
+    if len(good) < minimum:
+        known = ", ".join(sorted(keys)) or "none given"
+        why = f"; {bad[0]}" if bad else ""
+        raise VerificationError(
+            f"{len(good)} of the witnesses you trust ({known}) cosigned this tree head, "
+            f"{minimum} required{why}: the log may be a split view shown only to you"
+        )
+    return VerifiedLog(
+        result.size,
+        result.root,
+        result.tree_head,
+        result.previous,
+        result.cosignatures,
+        tuple(good),
+    )

@@ -144,7 +144,7 @@ def _lines(path: Path) -> list[bytes]:
         (lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:], "deleted, inserted or reordered"),
         (lambda ls: ls[:3] + [ls[3]] + ls[3:], "deleted, inserted or reordered"),
         (lambda ls: ls[:-2] + ls[-1:], "entries were deleted"),
-        (lambda ls: ls + [ls[1]], "data follows"),
+        (lambda ls: ls + [ls[1]], "is not a cosignature"),
     ],
     ids=["delete", "reorder", "insert-duplicate", "delete-last", "append-after-head"],
 )
