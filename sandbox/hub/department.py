@@ -8,20 +8,24 @@ reads its datasets' budgets:
 * ``ListPendingRequests``: the requests waiting for the calling department;
 * ``Approve`` / ``Refuse`` (with a reason the firm sees) / ``Amend`` (narrower terms for one
   dataset, then approved); the grant is issued after the last approval;
+* ``RegisterDataset``: put a dataset on the hub (:mod:`sandbox.hub.registration`);
 * ``Revoke``: :meth:`policies.Authority.revoke_grant`, only for a grant on one of the
-  department's datasets;
+  department's datasets; the signed notice is then delivered to the nodes
+  (:mod:`sandbox.hub.revocations`);
 * ``Budgets``: the dataset accounts of the department's datasets, and each grant's account on
   them.
 
 Status codes: acting on another department's dataset ``PERMISSION_DENIED``; a request already
 decided (or out of its validity) ``FAILED_PRECONDITION``; bad input or an unknown request
-``INVALID_ARGUMENT``. ``RegisterDataset`` answers ``UNIMPLEMENTED`` (see ``docs/hub.md``).
+``INVALID_ARGUMENT``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped,unused-ignore]
 
 from policies.accounts import dataset_account, grant_account
 from policies.authority import Authority
@@ -33,6 +37,7 @@ from sandbox.errors import RoleError
 from sandbox.hub.access import dataset_terms_from_pb, grant_pb, request_with_grant, requests_pb
 from sandbox.hub.access import workflow_for as _workflow_for
 from sandbox.hub.auth import Authenticator
+from sandbox.hub.firm import FirmService
 from sandbox.hub.messages import budget_account_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
@@ -43,10 +48,15 @@ T = TypeVar("T")
 class DepartmentService(pb_grpc.DepartmentServiceServicer):
     """The department's side of the hub over ``authority`` (and its access workflow)."""
 
-    def __init__(self, authority: Authority, auth: Authenticator) -> None:
+    def __init__(
+        self, authority: Authority, auth: Authenticator, firm: FirmService | None = None
+    ) -> None:
         self.authority = authority
         self.auth = auth
         self.workflow = _workflow_for(authority)
+        #: The firm service whose routes, node client and revocation delivery this one uses;
+        #: ``None``: ``RegisterDataset`` answers ``UNIMPLEMENTED``, revocations stay pending.
+        self.firm = firm
 
     def _serve(self, method: str, context: Any, handler: Callable[[Principal], T]) -> T:
         def run(who: Principal) -> T:
@@ -68,6 +78,23 @@ class DepartmentService(pb_grpc.DepartmentServiceServicer):
         return pb.ReviewResponse(
             request=request_with_grant(self.authority, request),
             log_index=max(indexes, default=0),
+        )
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def RegisterDataset(  # gRPC's method name
+        self, request: pb.RegisterDatasetRequest, context: Any
+    ) -> pb.RegisterDatasetResponse:
+        from sandbox.hub.registration import register_dataset
+
+        firm = self.firm
+        if firm is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this hub does not register datasets")
+        assert firm is not None
+        return self._serve(
+            "RegisterDataset",
+            context,
+            lambda who: register_dataset(self.authority, firm, who, request),
         )
 
     # -- access requests ------------------------------------------------------------------
@@ -146,6 +173,8 @@ class DepartmentService(pb_grpc.DepartmentServiceServicer):
                 ),
                 0,
             )
+            if self.firm is not None:  # tell the nodes now (what fails is retried later)
+                self.firm.revocations.sync_all(set(revoked.datasets))
             return pb.RevokeResponse(grant=grant_pb(revoked), log_index=index)
 
         return self._serve("Revoke", context, handle)

@@ -157,7 +157,9 @@ def start(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     pb_grpc.add_FirmServiceServicer_to_server(firm, server)
     pb_grpc.add_RegulatorServiceServicer_to_server(RegulatorService(authority, auth), server)
-    pb_grpc.add_DepartmentServiceServicer_to_server(DepartmentService(authority, auth), server)
+    pb_grpc.add_DepartmentServiceServicer_to_server(
+        DepartmentService(authority, auth, firm), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
