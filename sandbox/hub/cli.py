@@ -1,9 +1,11 @@
 """``sandbox hub``: run the hub (数据主管部门) as a gRPC server.
 
-sandbox hub serve --state DIR --catalog DIR --ca DIR_OR_CERT     FirmService, RegulatorService,
+sandbox hub serve --state DIR --ca DIR_OR_CERT                   FirmService, RegulatorService,
                   --cert FILE --key FILE --listen HOST:PORT      DepartmentService over mTLS
-                  --route DATASET=HOST:PORT ...                  (one --route per dataset;
-                  [--api-keys FILE --api-key-listen HOST:PORT]    DATASET=NODE@HOST:PORT names
+                  [--catalog DIR --route DATASET=HOST:PORT ...]  (registered datasets are
+                  [--api-keys FILE --api-key-listen HOST:PORT]    served from <state>/routes.db;
+                                                                  --route overrides or adds one,
+                                                                  DATASET=NODE@HOST:PORT names
                                                                   the node)
 sandbox hub serve ... --insecure [--listen 127.0.0.1:PORT]       plaintext, API keys, loopback
 
@@ -69,7 +71,10 @@ def parse_routes(routes: list[str]) -> dict[str, NodeRoute]:
 @hub_app.command("serve")
 def hub_serve(
     state: Annotated[Path, typer.Option("--state", help="the authority's state directory")],
-    catalog: Annotated[Path, typer.Option("--catalog", help="the catalog of manifests")],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", help="manifests served besides the registered datasets"),
+    ] = None,
     ca: Annotated[
         Path | None, typer.Option("--ca", help="the CA directory or its ca.pem (TLS)")
     ] = None,
@@ -113,7 +118,7 @@ def hub_serve(
 
 def serve(
     state: Path,
-    catalog: Path,
+    catalog: Path | None,
     routes: list[str],
     *,
     ca: Path | None,
@@ -147,13 +152,18 @@ def serve(
     table = parse_routes(routes)
 
     from policies.authority import Authority
-    from sandbox.catalog import load_catalog
+    from sandbox.catalog import Catalog, load_catalog
     from sandbox.credentials import ApiKeyStore
+    from sandbox.hub.routes import RouteStore
 
-    manifests = load_catalog(catalog)
-    unknown = sorted(set(table) - {m.name for m in manifests})
+    manifests = Catalog({}, state) if catalog is None else load_catalog(catalog)
+    registered = {r.dataset for r in RouteStore(state).all()} if state.is_dir() else set()
+    unknown = sorted(set(table) - {m.name for m in manifests} - registered)
     if unknown:
-        raise HubError(f"--route names {unknown[0]!r}, which is not in --catalog {catalog}")
+        raise HubError(
+            f"--route names {unknown[0]!r}, which is neither in --catalog nor registered; "
+            "register it (RegisterDataset) or give its manifest with --catalog"
+        )
     hub = start(
         Authority(state),
         manifests,
