@@ -18,16 +18,27 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from policies import SignedTreeHead, TransparencyLog, VerificationError, verify_export
-from policies.authority import DB_FILE, default_keys_dir
-from policies.db import Database
-from policies.errors import LedgerMismatchError, PolicyError, TreeHeadError
-from policies.keys import PUBLIC_KEY_FILE, load_public_key, load_signing_key
-from policies.replay import ledger_differences, replay
+from policies.errors import (
+    LedgerMismatchError,
+    PolicyError,
+    TreeHeadError,
+    VerificationError,
+)
+from sandbox.audit_hub import export_from_hub, mount_hub_commands
+from sandbox.firm_cli import ProfileOpt
+
+if TYPE_CHECKING:
+    from policies.db import Database
+    from policies.log import TransparencyLog
+
+#: The state database's file name (``policies.authority.DB_FILE``; the engine is imported only
+#: by the commands that read the state, so `sandbox query` does not load it).
+DB_FILE = "state.db"
+PUBLIC_KEY_FILE = "log-public.pem"
 
 audit_app = typer.Typer(
     no_args_is_help=True,
@@ -88,6 +99,8 @@ def _guard(action: Callable[[], _T], prefix: str = "error", code: int = 2) -> _T
 
 
 def _database(state: Path) -> Database:
+    from policies.db import Database
+
     db = state / DB_FILE
     if not db.is_file():
         _fail(f"no transparency log at {db}; pass --state or set SANDBOX_STATE")
@@ -95,6 +108,10 @@ def _database(state: Path) -> Database:
 
 
 def _open_log(state: Path, keys: Path | None, *, signing: bool) -> TransparencyLog:
+    from policies.authority import default_keys_dir
+    from policies.keys import load_signing_key
+    from policies.log import TransparencyLog
+
     log = TransparencyLog(_database(state))
     if signing:
         log._key = load_signing_key(keys or default_keys_dir(state))
@@ -121,13 +138,24 @@ def export(
     tree_head: Annotated[
         Path | None, typer.Option("--tree-head", help="also save the signed tree head here")
     ] = None,
+    hub: Annotated[bool, typer.Option("--hub", help="export from the hub (profile)")] = False,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="with --hub: the log's public key")
+    ] = None,
+    profile: ProfileOpt = None,
 ) -> None:
-    """Export every log entry and a freshly signed tree head."""
+    """Export every log entry and a freshly signed tree head (from the local state, or with
+    --hub from the hub through the profile)."""
+    if hub:
+        export_from_hub(out, profile, public_key)
+        return
     sth = _guard(lambda: _open_log(state, keys, signing=True).export(out))
     head = json.dumps(sth.to_json(), sort_keys=True)
     if tree_head is not None:
         _guard(lambda: tree_head.write_text(head + "\n"))
     typer.echo(f"exported {sth.size} entries to {out}")
+    from policies.authority import default_keys_dir
+
     typer.echo(f"public key: {(keys or default_keys_dir(state)) / PUBLIC_KEY_FILE}")
     typer.echo(f"tree head: {head}")
 
@@ -135,6 +163,8 @@ def export(
 def _replay_export(file: Path) -> None:
     """Replay the budget of a verified export: every release and refund of a reservation
     made before, each resolved once, no reservation past its account's cap."""
+    from policies.replay import replay
+
     with open(file, "rb") as f:
         f.readline()
         entries = []
@@ -161,6 +191,10 @@ def verify(
     that the budget entries add up (each release and refund of one earlier reservation)."""
 
     def run() -> Any:
+        from policies.keys import load_public_key
+        from policies.treehead import SignedTreeHead
+        from policies.verify import verify_export
+
         key = load_public_key(public_key)
         earlier = None
         if previous is not None:
@@ -179,6 +213,8 @@ def verify(
 @audit_app.command()
 def check(state: StateOpt = Path("var")) -> None:
     """Check that the budget ledger is exactly what the transparency log implies."""
+    from policies.replay import ledger_differences
+
     differences = _guard(lambda: ledger_differences(_database(state)))
     if differences:
         _fail(
@@ -236,3 +272,6 @@ def _row(entry: dict[str, Any]) -> str:
     if entry.get("reasons"):
         parts.append("reasons=" + ",".join(r["code"] for r in entry["reasons"]))
     return "  ".join(parts)
+
+
+mount_hub_commands(audit_app)

@@ -1,11 +1,13 @@
 """The ``sandbox`` command line.
 
-sandbox datasets --catalog DIR                 list datasets and their public metadata
+sandbox datasets [--catalog DIR]               list datasets (the hub's, or a local catalog)
 sandbox check --catalog DIR [DATASET ...]      check each dataset's rows against its manifest
-sandbox query --catalog DIR --epsilon E SQL    run a DP query on this node (preview)
+sandbox query --epsilon E SQL [--catalog DIR]  a DP query at the hub (or local preview)
+sandbox request|requests|withdraw|train|jobs|result|budget   firms (sandbox/firm_cli.py)
+sandbox dept ...                               departments (sandbox/dept_cli.py)
 sandbox mock --catalog DIR DATASET             write mock rows from public metadata
 sandbox generate --out DIR                     write synthetic department data + manifests
-sandbox demo                                   the embedded end-to-end demo
+sandbox demo [--state DIR] [--quick]            the demo: hub and four nodes as processes
 sandbox audit ...                              regulators: export, verify, show the log
 
 Every failure ends the process with a non-zero exit code and ONE line on stderr
@@ -87,6 +89,13 @@ app = _App(
 )
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="catalog directory of manifests")]
+LocalOpt = Annotated[
+    Path | None,
+    typer.Option("--catalog", help="a local catalog directory (default: ask the hub)"),
+]
+ProfileOpt = Annotated[
+    Path | None, typer.Option("--profile", help="client profile file (without --catalog)")
+]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -96,10 +105,13 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command()
 def datasets(
-    catalog: CatalogOpt,
+    catalog: LocalOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    profile: ProfileOpt = None,
 ) -> None:
-    """List the catalog's datasets and their public metadata."""
+    """List the datasets and their public metadata (the hub's, or a local --catalog)."""
+    if catalog is None:
+        return __import__("sandbox.firm_cli", fromlist=["x"]).hub_datasets(profile, as_json)  # type: ignore[no-any-return]
     from sandbox.catalog import load_catalog
 
     try:
@@ -170,12 +182,23 @@ def check(
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="the SQL query")],
-    catalog: CatalogOpt,
     epsilon: Annotated[float, typer.Option(help="privacy loss for this query")],
+    catalog: LocalOpt = None,
     delta: Annotated[float, typer.Option(help="delta, needed for non-public group keys")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    purpose: Annotated[str, typer.Option(help="the grant's purpose (hub)")] = "",
+    grant: Annotated[str | None, typer.Option(help="the grant to use (hub)")] = None,
+    min_group_size: Annotated[
+        int | None, typer.Option("--min-group-size", help="raise the grant's minimum (hub)")
+    ] = None,
+    profile: ProfileOpt = None,
 ) -> None:
-    """Run a DP query against this node's data (a department previewing its own node)."""
+    """Run a DP query under a grant at the hub, or with --catalog on local data (a department
+    previewing its own node)."""
+    if catalog is None:
+        firm_cli = __import__("sandbox.firm_cli", fromlist=["x"])
+        args = (sql, epsilon, delta, purpose, grant, min_group_size, as_json)
+        return firm_cli.hub_query(profile, *args)  # type: ignore[no-any-return]
     from sandbox.catalog import load_catalog
     from sandbox.query import QueryEngine
 
@@ -194,12 +217,19 @@ def query(
 @app.command()
 def mock(
     dataset: Annotated[str, typer.Argument(help="dataset name")],
-    catalog: CatalogOpt,
+    catalog: LocalOpt = None,
     out: Annotated[Path | None, typer.Option(help="output .csv or .parquet")] = None,
     rows: Annotated[int, typer.Option(help="number of mock rows")] = 1000,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed (local only)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (hub)")] = False,
+    profile: ProfileOpt = None,
 ) -> None:
-    """Write mock rows generated from the dataset's public metadata only."""
+    """Mock rows from the dataset's public metadata only: written to a file from a local
+    --catalog, or shown from the hub (20 rows unless --rows)."""
+    if catalog is None:
+        count = rows if rows != 1000 else 20
+        firm_cli = __import__("sandbox.firm_cli", fromlist=["x"])
+        return firm_cli.hub_mock(profile, dataset, count, as_json)  # type: ignore[no-any-return]
     from sandbox.catalog import load_catalog
     from sandbox.mock import write_mock
 
@@ -232,16 +262,17 @@ def generate(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="where the demo writes its data and state")] = Path(
-        "var/demo"
-    ),
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="an empty folder for the demo's state (default: a new one)"),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="smaller data and training")] = False,
 ) -> None:
-    """The embedded demo: departments, a firm, a regulator, end to end on this machine."""
+    """The demo: a hub and four department nodes as processes; a bank, departments, a regulator."""
     from sandbox.demo import run_demo
 
     try:
-        run_demo(workdir, quick=quick, echo=typer.echo)
+        run_demo(state, quick=quick, echo=typer.echo)
     except SandboxError as exc:
         raise _fail(exc) from None
 
@@ -258,6 +289,8 @@ _mount_audit()
 __import__("sandbox.credentials.cli", fromlist=["mount"]).mount(app)  # certs, keys
 app.add_typer(__import__("sandbox.node.cli", fromlist=["node_app"]).node_app, name="node")
 app.add_typer(__import__("sandbox.hub.cli", fromlist=["hub_app"]).hub_app, name="hub")
+__import__("sandbox.firm_cli", fromlist=["mount"]).mount(app)  # request, train, budget, ...
+app.add_typer(__import__("sandbox.dept_cli", fromlist=["dept_app"]).dept_app, name="dept")
 
 
 def main() -> None:  # pragma: no cover
