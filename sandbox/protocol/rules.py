@@ -79,6 +79,9 @@ BYTES_FIELDS: Mapping[str, str] = {
     "sandbox.v1.SignedInstruction.signature": "an Ed25519 signature",
     "sandbox.v1.ExecuteResponse.instruction_digest": "a SHA-256 digest",
     "sandbox.v1.TrainingResult.model_weights": "DP-SGD-trained weights (a DP release)",
+    "sandbox.v1.Cosignature.root": "a 32-byte Merkle root",
+    "sandbox.v1.Cosignature.signature": "an Ed25519 signature",
+    "sandbox.v1.WitnessRequest.consistency_proof": "32-byte Merkle hashes",
     "sandbox.v1.Tensor.data": (
         "model weights of a federated task: the global model (an aggregate of DP-SGD updates) "
         "or a node's DP-SGD-trained update"

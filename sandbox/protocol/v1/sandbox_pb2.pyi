@@ -99,6 +99,26 @@ class SignedTreeHead(_message.Message):
     signature: bytes
     def __init__(self, size: _Optional[int] = ..., root: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
+class Cosignature(_message.Message):
+    __slots__ = ("witness", "witness_key_id", "authority_key_id", "size", "root", "head_timestamp_ms", "timestamp_ms", "signature")
+    WITNESS_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITY_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    HEAD_TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    witness: str
+    witness_key_id: str
+    authority_key_id: str
+    size: int
+    root: bytes
+    head_timestamp_ms: int
+    timestamp_ms: int
+    signature: bytes
+    def __init__(self, witness: _Optional[str] = ..., witness_key_id: _Optional[str] = ..., authority_key_id: _Optional[str] = ..., size: _Optional[int] = ..., root: _Optional[bytes] = ..., head_timestamp_ms: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class LogProof(_message.Message):
     __slots__ = ("index", "tree_size", "inclusion_proof", "tree_head", "entry")
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -1006,6 +1026,24 @@ class ReportMetadataRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class WitnessRequest(_message.Message):
+    __slots__ = ("tree_head", "consistency_proof", "from_size")
+    TREE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_PROOF_FIELD_NUMBER: _ClassVar[int]
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    tree_head: SignedTreeHead
+    consistency_proof: _containers.RepeatedScalarFieldContainer[bytes]
+    from_size: int
+    def __init__(self, tree_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., consistency_proof: _Optional[_Iterable[bytes]] = ..., from_size: _Optional[int] = ...) -> None: ...
+
+class WitnessResponse(_message.Message):
+    __slots__ = ("cosignature", "last_size")
+    COSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SIZE_FIELD_NUMBER: _ClassVar[int]
+    cosignature: Cosignature
+    last_size: int
+    def __init__(self, cosignature: _Optional[_Union[Cosignature, _Mapping]] = ..., last_size: _Optional[int] = ...) -> None: ...
+
 class NodeRevokeRequest(_message.Message):
     __slots__ = ("notice",)
     NOTICE_FIELD_NUMBER: _ClassVar[int]
@@ -1131,30 +1169,36 @@ class NodeSpend(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., dataset: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., delta_spent: _Optional[float] = ..., epsilon_cap: _Optional[float] = ..., delta_cap: _Optional[float] = ...) -> None: ...
 
 class ReportMetadataResponse(_message.Message):
-    __slots__ = ("node", "datasets", "authority_key_id", "spends", "last_witnessed_head", "protocol")
+    __slots__ = ("node", "datasets", "authority_key_id", "spends", "last_witnessed_head", "protocol", "witness_key_pem", "witness_name")
     NODE_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     AUTHORITY_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SPENDS_FIELD_NUMBER: _ClassVar[int]
     LAST_WITNESSED_HEAD_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_NAME_FIELD_NUMBER: _ClassVar[int]
     node: str
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetMetadata]
     authority_key_id: str
     spends: _containers.RepeatedCompositeFieldContainer[NodeSpend]
     last_witnessed_head: SignedTreeHead
     protocol: str
-    def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetMetadata, _Mapping]]] = ..., authority_key_id: _Optional[str] = ..., spends: _Optional[_Iterable[_Union[NodeSpend, _Mapping]]] = ..., last_witnessed_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., protocol: _Optional[str] = ...) -> None: ...
+    witness_key_pem: str
+    witness_name: str
+    def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetMetadata, _Mapping]]] = ..., authority_key_id: _Optional[str] = ..., spends: _Optional[_Iterable[_Union[NodeSpend, _Mapping]]] = ..., last_witnessed_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., protocol: _Optional[str] = ..., witness_key_pem: _Optional[str] = ..., witness_name: _Optional[str] = ...) -> None: ...
 
 class SignedTreeHeadRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class SignedTreeHeadResponse(_message.Message):
-    __slots__ = ("tree_head",)
+    __slots__ = ("tree_head", "cosignatures")
     TREE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
     tree_head: SignedTreeHead
-    def __init__(self, tree_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ...) -> None: ...
+    cosignatures: _containers.RepeatedCompositeFieldContainer[Cosignature]
+    def __init__(self, tree_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., cosignatures: _Optional[_Iterable[_Union[Cosignature, _Mapping]]] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("index", "tree_size")

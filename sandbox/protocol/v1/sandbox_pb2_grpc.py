@@ -957,6 +957,11 @@ class NodeServiceStub:
                 request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.SerializeToString,
                 response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.FromString,
                 _registered_method=True)
+        self.Witness = channel.unary_unary(
+                '/sandbox.v1.NodeService/Witness',
+                request_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessRequest.SerializeToString,
+                response_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -994,6 +999,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Witness(self, request, context):
+        """Cosign a tree head as a witness: only one that extends the last head the node cosigned
+        (checked with the consistency proof) and that the authority signed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1016,6 +1029,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.FromString,
                     response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.SerializeToString,
+            ),
+            'Witness': grpc.unary_unary_rpc_method_handler(
+                    servicer.Witness,
+                    request_deserializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessRequest.FromString,
+                    response_serializer=sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1127,6 +1145,33 @@ class NodeService:
             '/sandbox.v1.NodeService/RunTask',
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskRequest.SerializeToString,
             sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.RunTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Witness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sandbox.v1.NodeService/Witness',
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessRequest.SerializeToString,
+            sandbox_dot_protocol_dot_v1_dot_sandbox__pb2.WitnessResponse.FromString,
             options,
             channel_credentials,
             insecure,
