@@ -7,21 +7,18 @@ Implemented here: the catalog (``ListDatasets``, ``DescribeDataset``: public met
     firm (its identity from its credential, never from the request)
       -> parse the SQL against the catalog's public metadata (refusals cost nothing)
       -> Authority.decide for the calling firm (deny by default; request and decision logged)
+      -> calibrate the loss the node will spend, from public metadata only (calibration.py)
       -> sign an Instruction for exactly this SQL, dataset, grant and loss (Ed25519)
-      -> Authority.use: reserve the decided loss, then send the signed instruction to the node
+      -> Authority.use: reserve that loss, then send the signed instruction to the node
          that holds the dataset (NodeService.Execute over mTLS); the node verifies it itself
       -> commit with the SHA-256 of the bytes handed to the firm (:func:`release_bytes`), or
-         refund only when the node answered NotReleased; if the node did not answer, the
-         reservation stays charged (something may have left it)
+         refund only on NotReleased (a node that did not answer leaves it charged)
       -> the firm gets the DP values and a LogProof: the release entry's index, its inclusion
          proof and the signed tree head it verifies against.
 
-Also: ``MockData`` (synthetic values from public metadata, :mod:`sandbox.hub.mockdata`),
-``GetResult`` (a query release again, only to the firm that received it, with a fresh log
-proof, :mod:`sandbox.hub.releases`; else the firm's training result from ``jobs``),
-``ListAccessRequests`` and ``WithdrawRequest`` (the calling firm's own requests). Before an
-instruction goes to a node, the revocations that node has not acknowledged are delivered
-(:mod:`sandbox.hub.revocations`).
+Also ``MockData`` (:mod:`sandbox.hub.mockdata`), ``GetResult`` (:mod:`sandbox.hub.releases`,
+else ``jobs``), ``ListAccessRequests``/``WithdrawRequest``; pending revocations reach a node
+before its next instruction (:mod:`sandbox.hub.revocations`).
 """
 
 from __future__ import annotations
@@ -52,6 +49,7 @@ from sandbox.errors import (
     UnknownResultError,
 )
 from sandbox.hub.auth import Authenticator
+from sandbox.hub.calibration import PublicCalibrator
 from sandbox.hub.messages import budget_account_pb, check_reply, query_columns, release_bytes
 from sandbox.hub.nodes import NodeClient as NodeClient
 from sandbox.hub.nodes import NodeRoute as NodeRoute
@@ -112,6 +110,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
         self.route_store = RouteStore(authority.state_dir)
         self.releases = ReleaseStore(authority.state_dir)
         self.revocations = RevocationDelivery(authority, nodes, self._key, lambda: self.routes)
+        self.calibrator = PublicCalibrator()
         self.catalog, self.routes = catalog, dict(routes)
         self.reload()
         #: Training jobs; ``None``: the training RPCs answer ``UNIMPLEMENTED``.
@@ -337,11 +336,13 @@ class FirmService(pb_grpc.FirmServiceServicer):
             raise Denied(decision)
         ob = decision.obligations
         grant = self.authority.registry.grant(ob.grant_id)
+        # Reserve and sign what the node will spend (calibrated from public metadata only).
+        spend = self.calibrator.loss(manifest, plan, epsilon, delta, ob.min_group_size)
         instruction = Instruction.for_query(
             grant,
             ob.dataset,
             request.sql,
-            ob.loss,
+            spend,
             now_ms=int(self._clock() * 1000),
             min_group_size=ob.min_group_size,  # the node suppresses smaller groups itself
         )
@@ -371,7 +372,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
             record = {"status": "failed", "reason": reason, "node": route.name}
             return json.dumps(record, sort_keys=True).encode()  # it may have: stays charged
 
-        settled = self.authority.use([decision], run, on_failure=on_failure)
+        settled = self.authority.use([decision], run, spend=[spend], on_failure=on_failure)
         index = settled.release_indexes.get(ob.dataset)
         if not settled.released or settled.value is None or index is None:
             refused = answer.get("refused")
