@@ -208,6 +208,12 @@ def request(
     epsilon: Annotated[float, typer.Option(help="total epsilon per dataset")] = 0.0,
     delta: Annotated[float, typer.Option(help="total delta per dataset")] = 0.0,
     until: Annotated[str | None, typer.Option(help="last day of access, e.g. 2026-12-31")] = None,
+    epsilon_per_use: Annotated[
+        float, typer.Option("--epsilon-per-use", help="most epsilon one use may spend")
+    ] = 0.0,
+    min_group_size: Annotated[
+        int, typer.Option("--min-group-size", help="smallest group released")
+    ] = 0,
     train: Annotated[bool, typer.Option(help="also ask to train models")] = False,
     file: Annotated[Path | None, typer.Option("--file", help="terms as YAML instead")] = None,
     profile: ProfileOpt = None,
@@ -235,6 +241,8 @@ def request(
             "legal_basis": legal_basis,
             "actions": ["query", "train"] if train else ["query"],
             "valid_until": until,
+            "epsilon_per_use": epsilon_per_use or epsilon,
+            "min_group_size": min_group_size,
         }
     with call(lambda: FirmClient(profile_of(profile))) as firm:
         made = call(lambda: firm.request_access(terms))
