@@ -25,7 +25,7 @@ runner = CliRunner()
 def _profile(setup: Setup, tmp: Path, role: str, name: str) -> Path:
     stem = setup.pki / f"{role}-{name}"
     if not Path(f"{stem}.pem").exists():
-        issue_certificate(load_ca(setup.pki), Principal(role, name))
+        issue_certificate(load_ca(setup.pki), Principal(role, name))  # type: ignore[arg-type]
     path = tmp / f"{role}-{name}.toml"
     path.write_text(
         f'hub = "127.0.0.1:{setup.hub.port}"\nca = "{setup.pki / "ca.pem"}"\n'
