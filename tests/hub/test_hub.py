@@ -1,6 +1,7 @@
 """The hub over real mTLS: a firm's query goes through the policy engine, a signed instruction,
-a real gRPC node (NodeGuard + QueryEngine on examples/pums) and the ledger, and comes back with
-a log proof that verifies; callers are who their credential says, and nothing else."""
+the real department node service (sandbox.node: NodeGuard + QueryEngine on examples/pums) and
+the ledger, and comes back with a log proof that verifies; callers are who their credential
+says, and nothing else."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,29 +17,24 @@ from typing import Any
 import grpc  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped,unused-ignore]
+from hub_helpers import make_pki, node_mode, real_node, watch_min_group_sizes
 
 from policies.authority import Authority
 from policies.grants import DatasetTerms, Grant
-from policies.instructions import SignedInstruction
 from policies.merkle import leaf_hash, verify_consistency, verify_inclusion
 from policies.treehead import verify_tree_head
 from sandbox.catalog import load_catalog
 from sandbox.credentials import (
     ApiKeyStore,
     Principal,
-    init_ca,
     issue_api_key,
-    issue_certificate,
-    principal_from_auth_context,
 )
-from sandbox.errors import HubError, InstructionRefused
+from sandbox.errors import HubError
 from sandbox.hub import HubServer, HubTLS, NodeRoute, release_bytes, start
 from sandbox.hub.regulator import tree_head_from_pb
-from sandbox.node.convert import query_result_message
-from sandbox.node_guard import NodeGuard
+from sandbox.node.server import RunningNode
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
-from sandbox.query import QueryEngine
 from sandbox.service import dataset_policy
 
 PURPOSE = "labour-market research"
@@ -47,62 +42,15 @@ SQL = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
 
 
 @dataclass
-class _Node(pb_grpc.NodeServiceServicer):
-    """A department node: checks the caller is the hub, admits the signed instruction with
-    NodeGuard and runs exactly its SQL with the query engine. ``mode`` makes it refuse
-    (NotReleased) or fail without saying whether anything was released."""
-
-    guard: NodeGuard
-    engine: QueryEngine
-    issuer: Any
-    mode: str = "serve"
-    executed: list[str] = field(default_factory=list)
-    min_group_sizes: list[int] = field(default_factory=list)
-
-    def Execute(self, request: pb.ExecuteRequest, context: Any) -> pb.ExecuteResponse:
-        caller = principal_from_auth_context(context.auth_context(), issuer=self.issuer)
-        assert caller.role == "hub"
-        message = request.instruction
-        signed = SignedInstruction(message.instruction, message.signature, message.key_id)
-        digest = hashlib.sha256(message.instruction).digest()
-        if self.mode == "crash":
-            context.abort(grpc.StatusCode.INTERNAL, "the node lost its disk")
-        try:
-            admission = self.guard.admit(signed)
-        except InstructionRefused as exc:
-            return pb.ExecuteResponse(
-                instruction_digest=digest,
-                not_released=pb.NotReleased(code=exc.code, reason=str(exc)),
-            )
-        if self.mode == "refuse":
-            self.guard.settle(admission, released=False)
-            return pb.ExecuteResponse(
-                instruction_digest=digest,
-                not_released=pb.NotReleased(code="busy", reason="the node is busy"),
-            )
-        instr = admission.instruction
-        assert instr.sql is not None
-        loss = instr.loss
-        result = self.engine.run(instr.sql, loss.epsilon, loss.delta, instr.min_group_size)
-        self.guard.settle(admission, released=True)
-        self.executed.append(instr.sql)
-        self.min_group_sizes.append(instr.min_group_size)
-        return pb.ExecuteResponse(
-            instruction_digest=digest,
-            query_result=query_result_message(result),
-            spent=pb.PrivacySpent(epsilon=result.epsilon_spent, delta=result.delta_spent),
-        )
-
-
-@dataclass
 class _Setup:
     authority: Authority
     hub: HubServer
-    node: _Node
+    node: RunningNode
     pki: Path
     ca_pem: bytes
     firm_key: str
     regulator_key: str
+    min_group_sizes: list[int]
 
     def files(self, role: str, name: str) -> tuple[bytes, bytes]:
         stem = self.pki / f"{role}-{name}"
@@ -142,15 +90,14 @@ def _grant(grant_id: str, firm: str) -> Grant:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> Iterator[_Setup]:
     root = tmp_path_factory.mktemp("hub")
-    ca = init_ca(root / "pki")
-    for principal in (
+    pki = make_pki(
+        root,
         Principal("hub", "hub-1"),
         Principal("node", "node-1"),
         Principal("firm", "acme"),
         Principal("firm", "rival"),
         Principal("regulator", "csrc"),
-    ):
-        issue_certificate(ca, principal)
+    )
     catalog = load_catalog(pums_catalog_dir)
     authority = Authority(root / "state")
     authority.register_dataset(dataset_policy(catalog["pums"], epsilon_cap=20.0, delta_cap=1e-6))
@@ -159,20 +106,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
     keys = ApiKeyStore(root / "keys.db")
     firm_key = issue_api_key(keys, "firm", "acme")
     regulator_key = issue_api_key(keys, "regulator", "csrc")
-
-    guard = NodeGuard(root / "node", authority.public_key)
-    guard.set_dataset_cap("pums", epsilon=20.0, delta=1e-6)
-    node = _Node(guard, QueryEngine(catalog), ca.certificate)
-    node_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_NodeServiceServicer_to_server(node, node_server)
-    pki = root / "pki"
-    node_creds = grpc.ssl_server_credentials(
-        [((pki / "node-node-1-key.pem").read_bytes(), (pki / "node-node-1.pem").read_bytes())],
-        root_certificates=ca.cert_pem(),
-        require_client_auth=True,
-    )
-    node_port = node_server.add_secure_port("127.0.0.1:0", node_creds)
-    node_server.start()
+    node = real_node(root, pki, authority, pums_catalog_dir)
+    node_port = node.port
 
     tls = HubTLS.from_files(pki / "hub-hub-1.pem", pki / "hub-hub-1-key.pem", pki / "ca.pem")
     hub = start(
@@ -185,10 +120,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
         node_timeout_s=10,
     )
     try:
-        yield _Setup(authority, hub, node, pki, ca.cert_pem(), firm_key, regulator_key)
+        yield _Setup(
+            authority,
+            hub,
+            node,
+            pki,
+            (pki / "ca.pem").read_bytes(),
+            firm_key,
+            regulator_key,
+            watch_min_group_sizes(node),
+        )
     finally:
         hub.stop()
-        node_server.stop(None)
+        node.stop(None)
 
 
 def _query(stub: Any, metadata: Any = None, **kw: Any) -> pb.SubmitQueryResponse:
@@ -353,22 +297,22 @@ def test_the_signed_minimum_group_size_is_the_decisions(setup: _Setup) -> None:
     with setup.mtls("firm", "acme") as channel:
         stub = pb_grpc.FirmServiceStub(channel)
         default = _query(stub)  # the grant's minimum (5)
-        assert setup.node.min_group_sizes[-1] == 5
+        assert setup.min_group_sizes[-1] == 5
         assert len(default.result.groups) == 2  # 486 and 514 rows
         strict = _query(stub, min_group_size=600)  # the firm's larger wish, signed
-        assert setup.node.min_group_sizes[-1] == 600
+        assert setup.min_group_sizes[-1] == 600
         assert (len(strict.result.groups), strict.result.suppressed_groups) == (0, 2)
         _check_proof(setup.authority, strict)
         lower = _refused(lambda: _query(stub, min_group_size=2))  # below the grant's: denied
         assert lower.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert setup.node.min_group_sizes[-1] == 600  # nothing was sent for the denied one
+    assert setup.min_group_sizes[-1] == 600  # nothing was sent for the denied one
 
 
 def test_each_release_is_charged_once_and_the_ledger_matches_the_log(setup: _Setup) -> None:
     authority = setup.authority
     before = authority.remaining("g-acme", "pums").grant
     releases = len(authority.log.search(kind="release", firm="acme", limit=10_000))
-    node_before = setup.node.guard.grant_spent("g-acme", "pums")
+    node_before = setup.node.service.guard.grant_spent("g-acme", "pums")
     with setup.mtls("firm", "acme") as channel:
         stub = pb_grpc.FirmServiceStub(channel)
         digests = {_query(stub, epsilon=0.2).release_digest for _ in range(3)}
@@ -378,7 +322,7 @@ def test_each_release_is_charged_once_and_the_ledger_matches_the_log(setup: _Set
     assert after.pending == before.pending == 0
     assert after.epsilon_spent == pytest.approx(before.epsilon_spent + 0.6)
     assert len(authority.log.search(kind="release", firm="acme", limit=10_000)) == releases + 3
-    node_after = setup.node.guard.grant_spent("g-acme", "pums")
+    node_after = setup.node.service.guard.grant_spent("g-acme", "pums")
     assert node_after[0] - node_before[0] == 600_000  # the node charged the same, itself
     authority.verify_ledger()
 
@@ -386,25 +330,20 @@ def test_each_release_is_charged_once_and_the_ledger_matches_the_log(setup: _Set
 def test_not_released_is_refunded_and_a_silent_failure_stays_charged(setup: _Setup) -> None:
     authority = setup.authority
     before = authority.remaining("g-acme", "pums").grant
-    try:
-        setup.node.mode = "refuse"
-        with setup.mtls("firm", "acme") as channel:
-            err = _refused(lambda: _query(pb_grpc.FirmServiceStub(channel)))
-        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "refunded" in (err.details() or "")
-        refunded = authority.remaining("g-acme", "pums").grant
-        assert refunded.epsilon_spent == pytest.approx(before.epsilon_spent)
-        assert refunded.refunded == before.refunded + 1
-        setup.node.mode = "crash"
-        with setup.mtls("firm", "acme") as channel:
-            err = _refused(lambda: _query(pb_grpc.FirmServiceStub(channel)))
-        assert err.code() == grpc.StatusCode.UNAVAILABLE
-        assert "stays charged" in (err.details() or "")
-        charged = authority.remaining("g-acme", "pums").grant
-        assert charged.epsilon_spent == pytest.approx(before.epsilon_spent + 0.25)
-        assert charged.pending == 0
-    finally:
-        setup.node.mode = "serve"
+    with node_mode(setup.node, "refuse"), setup.mtls("firm", "acme") as channel:
+        err = _refused(lambda: _query(pb_grpc.FirmServiceStub(channel)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "refunded" in (err.details() or "")
+    refunded = authority.remaining("g-acme", "pums").grant
+    assert refunded.epsilon_spent == pytest.approx(before.epsilon_spent)
+    assert refunded.refunded == before.refunded + 1
+    with node_mode(setup.node, "crash"), setup.mtls("firm", "acme") as channel:
+        err = _refused(lambda: _query(pb_grpc.FirmServiceStub(channel)))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "stays charged" in (err.details() or "")
+    charged = authority.remaining("g-acme", "pums").grant
+    assert charged.epsilon_spent == pytest.approx(before.epsilon_spent + 0.25)
+    assert charged.pending == 0
     authority.verify_ledger()
 
 
