@@ -38,6 +38,7 @@ from sandbox.errors import HubError
 from sandbox.hub.auth import Authenticator
 from sandbox.hub.department import DepartmentService
 from sandbox.hub.firm import FirmService
+from sandbox.hub.jobs import HubJobs
 from sandbox.hub.nodes import DEFAULT_NODE_TIMEOUT_S, NodeClient, NodeRoute
 from sandbox.hub.regulator import RegulatorService
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
@@ -154,6 +155,7 @@ def start(
     )
     nodes = NodeClient(node_credentials, node_timeout_s)
     firm = FirmService(authority, catalog, routes, nodes, auth)
+    firm.jobs = HubJobs(authority, nodes, catalog=lambda: firm.catalog, routes=lambda: firm.routes)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     pb_grpc.add_FirmServiceServicer_to_server(firm, server)
     pb_grpc.add_RegulatorServiceServicer_to_server(RegulatorService(authority, auth), server)

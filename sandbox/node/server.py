@@ -47,6 +47,7 @@ from policies.keys import load_public_key
 from sandbox.credentials import Principal, principal_from_auth_context, principal_from_certificate
 from sandbox.errors import AuthenticationError, NodeServiceError
 from sandbox.node.service import NodeService, abort_with
+from sandbox.node.tasks import NodeTasks
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def start(
             )
         authorize = _certificate_authorizer(ca_cert)
     service = NodeService.open(catalog, state, public_key, node, authorize)
+    service.tasks = NodeTasks(service, public_key, state)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="node-rpc"),

@@ -253,13 +253,13 @@ def test_refused_before_any_mechanism_is_not_released_and_refunded(
         assert reply.not_released.code == code, reply.not_released
         assert reply.spent.epsilon == 0.0
     assert _spend(node, "g-notrun")[0] == LossUnits(0, 0, None)
-    # a training plan is verified, then refused (not served here) and refunded
+    # an evaluate instruction is verified, then refused (plans come as train ones) and refunded
     plan = sign_instruction(
         authority,
-        _instruction("g-notrun", kind="train", sql=None, plan_digest="ab" * 32, max_steps=10),
+        _instruction("g-notrun", kind="evaluate", sql=None, plan_digest="ab" * 32),
     )
     code, details = _refusal(lambda: hub.Execute(_request(plan), timeout=10))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION and "Flower deployment" in details
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "train instructions" in details
     assert _spend(node, "g-notrun")[0] == LossUnits(0, 0, None)
 
 

@@ -1,0 +1,173 @@
+"""A Flower ``Grid`` whose nodes are department nodes reached over ``NodeService.RunTask``.
+
+:class:`RemoteGrid` is what :class:`federation.inprocess.InProcessGrid` is for tests, but each
+message goes to the node that holds its dataset, as a typed ``FederatedTask``
+(:mod:`sandbox.federated_task`), with the job's signed instruction for that dataset. The
+messages of one exchange are sent in parallel. A node that refuses, fails or does not answer
+within the timeout becomes an error reply, so :class:`federation.server_app.JobServer` records
+the failure exactly as in simulation. A reply holding anything but weights, numeric metrics
+and the node's name is discarded as an error (:func:`sandbox.federated_task.check_reply`).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc  # type: ignore[import-untyped,unused-ignore]
+from flwr.app import Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from policies.instructions import SignedInstruction
+from sandbox.errors import TaskFormatError
+from sandbox.federated_task import check_reply, content_from_task, task_from_content
+from sandbox.protocol.v1 import sandbox_pb2 as pb
+from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
+
+#: Flower node id of the first remote node (the others follow, in the job's dataset order).
+FIRST_NODE_ID = 1
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """One dataset's node: its name, gRPC address and the job's signed instruction for it."""
+
+    dataset: str
+    name: str
+    address: str
+    instruction: SignedInstruction
+
+
+class RemoteGrid(Grid):
+    """Delivers each message to its node's ``RunTask`` and collects the replies.
+
+    ``credentials`` are the hub's channel credentials for the nodes (mTLS), ``None`` for a
+    plaintext loopback setup.
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[RemoteNode],
+        credentials: grpc.ChannelCredentials | None,
+        timeout_s: float,
+    ) -> None:
+        self.nodes = {FIRST_NODE_ID + i: node for i, node in enumerate(nodes)}
+        self.credentials = credentials
+        self.timeout_s = timeout_s
+        self._run = Run.create_empty(1)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+        self.replies: dict[str, Message] = {}
+
+    # -- Grid -------------------------------------------------------------------------------
+
+    def set_run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        batch = []
+        for message in messages:
+            message_id = str(uuid.uuid4())
+            message.metadata.__dict__["_message_id"] = message_id
+            batch.append((message_id, message))
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(batch))) as pool:
+            replies = list(pool.map(lambda item: self.deliver(item[1]), batch))
+        for (message_id, _), reply in zip(batch, replies, strict=True):
+            if reply is not None:
+                self.replies[message_id] = reply
+        return [message_id for message_id, _ in batch]
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return [self.replies.pop(i) for i in message_ids if i in self.replies]
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self.pull_messages(self.push_messages(messages))
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> Message | None:
+        """The node's reply to ``message`` (an error reply if it refused or failed)."""
+        node = self.nodes.get(message.metadata.dst_node_id)
+        if node is None:
+            return None
+        try:
+            task = task_from_content(
+                message.content, message.metadata.message_type, message.metadata.group_id
+            )
+            signed = node.instruction
+            request = pb.RunTaskRequest(
+                instruction=pb.SignedInstruction(
+                    instruction=signed.payload, signature=signed.signature, key_id=signed.key_id
+                ),
+                task=task,
+            )
+            stub = pb_grpc.NodeServiceStub(self._channel(node.address))
+            reply: pb.RunTaskResponse = stub.RunTask(request, timeout=self.timeout_s)
+            check_reply(reply.reply, node.name)
+            if reply.reply.error:
+                return _error(message, f"node {node.name}: {reply.reply.error}")
+            answer = Message(content_from_task(reply.reply), reply_to=message)
+            answer.metadata.__dict__["_message_id"] = str(uuid.uuid4())
+            return answer
+        except grpc.RpcError as exc:
+            code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
+            details = exc.details() if hasattr(exc, "details") else ""
+            return _error(message, f"node {node.name} answered {code}: {details}")
+        except TaskFormatError as exc:
+            return _error(message, str(exc))
+
+    def _channel(self, address: str) -> grpc.Channel:
+        with self._lock:
+            channel = self._channels.get(address)
+            if channel is None:
+                if self.credentials is None:
+                    channel = grpc.insecure_channel(address)
+                else:
+                    channel = grpc.secure_channel(address, self.credentials)
+                self._channels[address] = channel
+            return channel
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
+
+
+def _error(message: Message, reason: str) -> Message:
+    reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message)
+    reply.metadata.__dict__["_message_id"] = str(uuid.uuid4())
+    return reply
+
+
+def remote_nodes(
+    datasets: Iterable[str],
+    routes: Mapping[str, tuple[str, str]],
+    instructions: Mapping[str, SignedInstruction],
+) -> list[RemoteNode]:
+    """One :class:`RemoteNode` per dataset: ``routes`` maps it to (node name, address)."""
+    return [RemoteNode(d, routes[d][0], routes[d][1], instructions[d]) for d in datasets]
