@@ -188,14 +188,9 @@ def test_registration_refusals(setup: _Setup, registered: pb.RegisterDatasetResp
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     err = _refused(lambda: setup.register(epsilon_cap=0.0))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    err = _refused(
-        lambda: (
-            setup.firm().ListDatasets(pb.ListDatasetsRequest(), timeout=5)
-            and pb_grpc.DepartmentServiceStub(setup.channel("firm", "acme")).RegisterDataset(
-                pb.RegisterDatasetRequest(manifest_yaml=setup.manifest_yaml), timeout=5
-            )
-        )
-    )
+    as_firm = pb_grpc.DepartmentServiceStub(setup.channel("firm", "acme"))
+    request = pb.RegisterDatasetRequest(manifest_yaml=setup.manifest_yaml)
+    err = _refused(lambda: as_firm.RegisterDataset(request, timeout=5))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED  # a firm is no department
     assert setup.authority.log.size == before  # nothing registered, nothing logged
 
