@@ -13,8 +13,8 @@ submitted over gRPC, run as federated rounds on the department nodes.
          waits for the one training slot and runs JobServer over a RemoteGrid
          (NodeService.RunTask per message, the signed instruction with every task)
       -> commit: the release is the canonical JSON of the weights' SHA-256 and the model card
-         (as sandbox.training.TrainingService releases), the TrainingResult is kept for
-         GetResult and ListJobs; JobEvents (accepted, round, failure, finished) go to every
+         message (as sandbox.training.TrainingService releases a model); the TrainingResult is
+         kept for GetResult and ListJobs; JobEvents (accepted, round, failure, finished) go to every
          FollowJob stream, and a finished job's stream replays them and ends.
 
 Charging: a dataset whose node accepted the plan stays charged whatever happens after (the
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
 
 from policies.authority import Authority, release_digest
 from policies.decision import Decision
@@ -93,7 +94,7 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
     for fd, value in message.ListFields():
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             data[fd.name] = dict(value)
-        elif fd.label == fd.LABEL_REPEATED:
+        elif fd.is_repeated:
             data[fd.name] = list(value)
         else:
             data[fd.name] = value
@@ -156,12 +157,14 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
     return message
 
 
-def released_bytes(weights_sha256: str, card: ModelCard | None) -> bytes:
-    """The bytes the release entry's digest covers: the weights' SHA-256 and the model card
-    as canonical JSON (as :class:`sandbox.training.TrainingService` releases a model)."""
-    data = json.loads(card.to_json()) if card is not None else {}
+def released_bytes(weights_sha256: str, card: pb.ModelCard | None) -> bytes:
+    """The bytes the release entry's digest covers: the weights' SHA-256
+    (:func:`sandbox.training.model_digest`) and the model card message, as canonical JSON
+    (protobuf field names, sorted keys, no spaces). A firm recomputes them from its
+    ``TrainingResult`` alone and compares their SHA-256 with the logged release."""
+    data = {} if card is None else json_format.MessageToDict(card, preserving_proto_field_name=True)
     record = {"model_sha256": weights_sha256, "model_card": data}
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def log_proof(authority: Authority, index: int) -> pb.LogProof:
@@ -489,7 +492,8 @@ class HubJobs:
         from sandbox.training import model_digest
 
         digest = model_digest(result.weights)
-        return Outcome(result, released_bytes(digest, result.model_card))
+        card = model_card_pb(result.model_card) if result.model_card is not None else None
+        return Outcome(result, released_bytes(digest, card))
 
     def _federate(self, job: _Job, signed: Mapping[str, SignedInstruction]) -> TrainingResult:
         from flwr.app import Context, RecordDict
@@ -580,10 +584,12 @@ class HubJobs:
             d: pb.PrivacySpent(epsilon=c.epsilon, delta=c.delta)
             for d, c in (result.spent.items() if result is not None else ())
         }
-        card = result.model_card if result is not None else None
+        card = None
+        if result is not None and result.model_card is not None:
+            card = model_card_pb(result.model_card)
         training = pb.TrainingResult(job_id=job.job_id, status=status, spent=spent)
         if card is not None:
-            training.model_card.CopyFrom(model_card_pb(card))
+            training.model_card.CopyFrom(card)
         if status == "completed" and result is not None and result.weights is not None:
             tensors = pb.TaskTensors(
                 tensors=[tensor_pb(k, v) for k, v in sorted(result.weights.items())]
@@ -598,7 +604,7 @@ class HubJobs:
         if reason:
             finished.abort_reason = reason
         if card is not None:
-            finished.model_card.CopyFrom(model_card_pb(card))
+            finished.model_card.CopyFrom(card)
         if indexes:
             job.release_index = indexes[sorted(indexes)[0]]
             finished.log.CopyFrom(log_proof(self.authority, job.release_index))
