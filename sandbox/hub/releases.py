@@ -17,6 +17,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped,unused-ig
 
 from policies.authority import Authority
 from policies.db import Database, private_dir, transaction
+from sandbox.hub.regulator import tree_head_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 
 #: The release table's file in the hub's state directory.
@@ -109,13 +110,7 @@ def log_proof(authority: Authority, index: int) -> pb.LogProof:
         tree_size=head.size,
         inclusion_proof=authority.inclusion_proof(index, head.size),
         entry=authority.log.entry(index),
-        tree_head=pb.SignedTreeHead(
-            size=head.size,
-            root=head.root,
-            timestamp_ms=head.timestamp_ms,
-            key_id=head.key_id,
-            signature=head.signature,
-        ),
+        tree_head=tree_head_pb(head),
     )
 
 

@@ -5,14 +5,43 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from policies.authority import Authority
+from policies.grants import Action, ColumnRule, DatasetTerms, Grant
 from sandbox.credentials import Principal, init_ca, issue_certificate
-from sandbox.node import start as start_node
 from sandbox.node.server import RunningNode
+from sandbox.node.server import start as start_node
 from sandbox.node.service import _NotRun
+
+PURPOSE = "labour-market research"
+
+
+def query_grant(grant_id: str, firm: str, delta: float = 0.0) -> Grant:
+    """A 30-day query grant on ``pums``: epsilon 5 (``delta``), COUNT(*) and GROUP BY sex,
+    at most epsilon 1 per query, groups of at least 5."""
+    now = datetime.now(UTC)
+    return Grant(
+        grant_id=grant_id,
+        firm=firm,
+        datasets={
+            "pums": DatasetTerms(
+                epsilon=5.0,
+                delta=delta,
+                columns={"*": ColumnRule.AGGREGATE_ONLY, "sex": ColumnRule.GROUP_BY},
+            )
+        },
+        purpose=PURPOSE,
+        legal_basis="个人信息保护法 art. 13(5)",
+        actions=frozenset({Action.QUERY}),
+        epsilon_per_use=1.0,
+        min_group_size=5,
+        valid_from=now - timedelta(days=1),
+        valid_until=now + timedelta(days=30),
+        approved_by="official-1",
+    )
 
 
 def make_pki(root: Path, *principals: Principal) -> Path:

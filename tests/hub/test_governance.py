@@ -18,10 +18,9 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 import pytest
-from hub_helpers import make_pki, real_node
+from hub_helpers import PURPOSE, make_pki, query_grant, real_node
 
 from policies.authority import Authority
-from policies.grants import DatasetTerms, Grant
 from policies.instructions import Instruction, sign_instruction
 from policies.keys import load_signing_key
 from policies.loss import PrivacyLoss
@@ -38,7 +37,6 @@ from sandbox.node.service import REFUSAL_METADATA
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
-PURPOSE = "labour-market research"
 SQL = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
 
 
@@ -80,27 +78,6 @@ class _Setup:
         return reply
 
 
-def _grant(grant_id: str, firm: str) -> Grant:
-    now = datetime.now(UTC)
-    return Grant(
-        grant_id=grant_id,
-        firm=firm,
-        datasets={
-            "pums": DatasetTerms(
-                epsilon=5.0, delta=1e-6, columns={"*": "aggregate_only", "sex": "group_by"}
-            )
-        },
-        purpose=PURPOSE,
-        legal_basis="个人信息保护法 art. 13(5)",
-        actions={"query"},
-        epsilon_per_use=1.0,
-        min_group_size=5,
-        valid_from=now - timedelta(days=1),
-        valid_until=now + timedelta(days=30),
-        approved_by="official-1",
-    )
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> Iterator[_Setup]:
     root = tmp_path_factory.mktemp("hub-governance")
@@ -134,7 +111,7 @@ def _refused(call: Any) -> grpc.RpcError:
 @pytest.fixture(scope="module")
 def registered(setup: _Setup) -> pb.RegisterDatasetResponse:
     reply = setup.register()
-    setup.authority.create_grant(_grant("g-acme", "acme"))
+    setup.authority.create_grant(query_grant("g-acme", "acme", delta=1e-6))
     return reply
 
 
@@ -265,7 +242,9 @@ def test_a_firm_lists_and_withdraws_its_own_requests(
 ) -> None:
     now = datetime.now(UTC)
     terms = pb.AccessTerms(
-        datasets={"pums": pb.DatasetTerms(epsilon=1.0, columns={"*": 4})},
+        datasets={
+            "pums": pb.DatasetTerms(epsilon=1.0, columns={"*": pb.COLUMN_RULE_AGGREGATE_ONLY})
+        },
         purpose=PURPOSE,
         legal_basis="contract",
         actions=[pb.ACTION_QUERY],
@@ -300,7 +279,7 @@ def test_an_unreachable_node_gets_the_revocation_later(
     setup: _Setup, registered: pb.RegisterDatasetResponse, caplog: pytest.LogCaptureFixture
 ) -> None:
     authority = setup.authority
-    authority.create_grant(_grant("g-later", "acme"))
+    authority.create_grant(query_grant("g-later", "acme", delta=1e-6))
     authority.revoke_grant("g-later", "census", "ended early")
     nodes = NodeClient(
         grpc.ssl_channel_credentials(
@@ -332,7 +311,8 @@ def test_revocation_reaches_the_node_which_refuses_the_grant_itself(
     setup: _Setup, registered: pb.RegisterDatasetResponse
 ) -> None:
     authority = setup.authority
-    grant = authority.create_grant(_grant("g-gone", "rival"))  # the version before revocation
+    # The grant's version before the revocation, for the forged instruction below.
+    grant = authority.create_grant(query_grant("g-gone", "rival", delta=1e-6))
     err = _refused(
         lambda: setup.department("tax").Revoke(
             pb.RevokeRequest(grant_id="g-gone", reason="no"), timeout=5

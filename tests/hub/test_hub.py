@@ -10,17 +10,15 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped,unused-ignore]
-from hub_helpers import make_pki, node_mode, real_node, watch_min_group_sizes
+from hub_helpers import PURPOSE, make_pki, node_mode, query_grant, real_node, watch_min_group_sizes
 
 from policies.authority import Authority
-from policies.grants import DatasetTerms, Grant
 from policies.merkle import leaf_hash, verify_consistency, verify_inclusion
 from policies.treehead import verify_tree_head
 from sandbox.catalog import load_catalog
@@ -37,7 +35,6 @@ from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 from sandbox.service import dataset_policy
 
-PURPOSE = "labour-market research"
 SQL = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex"
 
 
@@ -66,27 +63,6 @@ class _Setup:
         return grpc.secure_channel(f"127.0.0.1:{self.hub.api_key_port}", creds)
 
 
-def _grant(grant_id: str, firm: str) -> Grant:
-    now = datetime.now(UTC)
-    return Grant(
-        grant_id=grant_id,
-        firm=firm,
-        datasets={
-            "pums": DatasetTerms(
-                epsilon=5.0, delta=0.0, columns={"*": "aggregate_only", "sex": "group_by"}
-            )
-        },
-        purpose=PURPOSE,
-        legal_basis="个人信息保护法 art. 13(5)",
-        actions={"query"},
-        epsilon_per_use=1.0,
-        min_group_size=5,
-        valid_from=now - timedelta(days=1),
-        valid_until=now + timedelta(days=30),
-        approved_by="official-1",
-    )
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> Iterator[_Setup]:
     root = tmp_path_factory.mktemp("hub")
@@ -101,8 +77,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
     catalog = load_catalog(pums_catalog_dir)
     authority = Authority(root / "state")
     authority.register_dataset(dataset_policy(catalog["pums"], epsilon_cap=20.0, delta_cap=1e-6))
-    authority.create_grant(_grant("g-acme", "acme"))
-    authority.create_grant(_grant("g-rival", "rival"))
+    authority.create_grant(query_grant("g-acme", "acme"))
+    authority.create_grant(query_grant("g-rival", "rival"))
     keys = ApiKeyStore(root / "keys.db")
     firm_key = issue_api_key(keys, "firm", "acme")
     regulator_key = issue_api_key(keys, "regulator", "csrc")
