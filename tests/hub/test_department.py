@@ -237,3 +237,15 @@ def test_hub_serve_insecure_off_loopback_is_one_error_line(tmp_path: Path) -> No
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "loopback" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_hub_serve_route_to_an_unregistered_dataset_is_one_error_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["hub", "serve", "--state", str(tmp_path / "state"), "--insecure",
+         "--listen", "127.0.0.1:0", "--route", "pums=127.0.0.1:1"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "neither in --catalog nor registered" in result.output
+    assert not (tmp_path / "state").exists()
