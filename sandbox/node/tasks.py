@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 TRAINING_DIR = "training"
 TASKS_DB = "tasks.db"
 #: The configuration keys a task may carry (in its one record, ``config``).
-CONFIG_KEYS = frozenset({"job", "rows", "grants", "server-round"})
+CONFIG_KEYS = frozenset({"job", "rows", "grants", "server-round", "proximal-mu"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
@@ -260,6 +260,10 @@ class NodeTasks:
             rnd = values["server-round"]
             if rnd.WhichOneof("kind") != "int_value" or not 1 <= rnd.int_value <= spec.rounds:
                 raise refuse("round")
+        if "proximal-mu" in values:  # FedProx repeats the job's own mu; any other is refused
+            mu = values["proximal-mu"]
+            if mu.WhichOneof("kind") != "float_value" or mu.float_value != spec.proximal_mu:
+                raise refuse("proximal mu")
         tensors = set(task.tensors)
         if tensors != (set() if task.message_type == "query" else {"arrays"}):
             raise refuse("tensors")

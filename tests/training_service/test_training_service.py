@@ -302,3 +302,31 @@ def test_tensors_cross_the_wire_typed_and_little_endian() -> None:
     with pytest.raises(TaskFormatError):
         tensor_array(pb.Tensor(name="w", shape=[3], dtype="float32", data=b"\0" * 8))
     assert model_card_pb is not None
+
+
+def test_a_node_refusing_the_plan_stops_the_job_and_only_its_dataset_is_refunded(
+    setup: _Setup, finished: tuple[pb.SubmitTrainingJobResponse, list[pb.JobEvent]]
+) -> None:
+    accepting, refusing = NODES[1], NODES[0]
+    spec = setup.spec.model_copy(update={"nodes": (accepting, refusing)})  # asked in this order
+    guard = setup.nodes[refusing].service.guard
+    spent = guard.dataset_spent(refusing)
+    guard.set_dataset_cap(refusing, epsilon=max(spent.epsilon / 1e6, 1e-3), delta=1e-3)  # full
+    left = {d: setup.authority.remaining("T1", d).epsilon for d in NODES}
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            setup.firm("bank").SubmitTrainingJob(
+                pb.SubmitTrainingJobRequest(spec=spec_pb(spec), purpose=PURPOSE), timeout=60
+            )
+    finally:
+        guard.set_dataset_cap(refusing, epsilon=10.0, delta=1e-3)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "refused the plan" in info.value.details()
+    predicted = plan_job(spec).predicted
+    # The node that accepted kept the spend, so the ledger charges it; the other is refunded.
+    after = {d: setup.authority.remaining("T1", d).epsilon for d in NODES}
+    assert after[accepting] == pytest.approx(left[accepting] - predicted[accepting].epsilon)
+    assert after[refusing] == pytest.approx(left[refusing])
+    assert [j.status for j in setup.firm("bank").ListJobs(pb.ListJobsRequest()).jobs] == [
+        "completed"
+    ]
