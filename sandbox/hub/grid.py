@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
-from flwr.app import Error, Message, RecordDict
+from flwr.app import Error, Message
 from flwr.common.constant import ErrorCode
-from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from federation.inprocess import InProcessGrid
 from policies.instructions import SignedInstruction
 from sandbox.errors import TaskFormatError
 from sandbox.federated_task import check_reply, content_from_task, task_from_content
+from sandbox.hub.nodes import signed_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
@@ -43,8 +44,9 @@ class RemoteNode:
     instruction: SignedInstruction
 
 
-class RemoteGrid(Grid):
-    """Delivers each message to its node's ``RunTask`` and collects the replies.
+class RemoteGrid(InProcessGrid):
+    """Delivers each message to its node's ``RunTask`` and collects the replies (the
+    in-process grid's bookkeeping, with a remote delivery sent in parallel).
 
     ``credentials`` are the hub's channel credentials for the nodes (mTLS), ``None`` for a
     plaintext loopback setup.
@@ -64,25 +66,6 @@ class RemoteGrid(Grid):
         self._lock = threading.Lock()
         self.replies: dict[str, Message] = {}
 
-    # -- Grid -------------------------------------------------------------------------------
-
-    def set_run(self, run: Run) -> None:
-        self._run = run
-
-    @property
-    def run(self) -> Run:
-        return self._run
-
-    def create_message(
-        self,
-        content: RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> Message:
-        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
-
     def get_node_ids(self) -> Iterable[int]:
         return list(self.nodes)
 
@@ -99,14 +82,6 @@ class RemoteGrid(Grid):
                 self.replies[message_id] = reply
         return [message_id for message_id, _ in batch]
 
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return [self.replies.pop(i) for i in message_ids if i in self.replies]
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        return self.pull_messages(self.push_messages(messages))
-
     # -- delivery ---------------------------------------------------------------------------
 
     def deliver(self, message: Message) -> Message | None:
@@ -118,13 +93,7 @@ class RemoteGrid(Grid):
             task = task_from_content(
                 message.content, message.metadata.message_type, message.metadata.group_id
             )
-            signed = node.instruction
-            request = pb.RunTaskRequest(
-                instruction=pb.SignedInstruction(
-                    instruction=signed.payload, signature=signed.signature, key_id=signed.key_id
-                ),
-                task=task,
-            )
+            request = pb.RunTaskRequest(instruction=signed_pb(node.instruction), task=task)
             stub = pb_grpc.NodeServiceStub(self._channel(node.address))
             reply: pb.RunTaskResponse = stub.RunTask(request, timeout=self.timeout_s)
             check_reply(reply.reply, node.name)
@@ -162,12 +131,3 @@ def _error(message: Message, reason: str) -> Message:
     reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message)
     reply.metadata.__dict__["_message_id"] = str(uuid.uuid4())
     return reply
-
-
-def remote_nodes(
-    datasets: Iterable[str],
-    routes: Mapping[str, tuple[str, str]],
-    instructions: Mapping[str, SignedInstruction],
-) -> list[RemoteNode]:
-    """One :class:`RemoteNode` per dataset: ``routes`` maps it to (node name, address)."""
-    return [RemoteNode(d, routes[d][0], routes[d][1], instructions[d]) for d in datasets]

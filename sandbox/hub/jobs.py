@@ -508,16 +508,17 @@ class HubJobs:
         grants = {r.dataset: r.grant_id for r in job.reservations}
         seen_failures = 0
 
-        def on_round(rnd: int, weights: Any) -> None:
+        def failures() -> None:
             nonlocal seen_failures
             for failure in outcome.failures[seen_failures:]:
-                self._emit(
-                    job,
-                    failure=pb.NodeFailure(
-                        node=failure.node, stage=failure.stage, reason=failure.reason
-                    ),
+                reported = pb.NodeFailure(
+                    node=failure.node, stage=failure.stage, reason=failure.reason
                 )
+                self._emit(job, failure=reported)
             seen_failures = len(outcome.failures)
+
+        def on_round(rnd: int, weights: Any) -> None:
+            failures()
             m = outcome.rounds[-1]
             job.rounds_done = rnd
             self._emit(
@@ -547,13 +548,7 @@ class HubJobs:
             server.main(grid, Context(1, 0, {}, RecordDict(), {}))
         finally:
             grid.close()
-        for failure in outcome.failures[seen_failures:]:
-            self._emit(
-                job,
-                failure=pb.NodeFailure(
-                    node=failure.node, stage=failure.stage, reason=failure.reason
-                ),
-            )
+        failures()
         return collect_result(job.spec, job.plan, outcome)
 
     def _on_failure(self, job: _Job, reservation: Reservation, reason: str) -> bytes | None:
