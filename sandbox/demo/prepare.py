@@ -17,7 +17,7 @@ HUB = Party("hub", "shandong-data-authority")
 #: What each node will ever spend on its dataset, over all grants (its own cap).
 NODE_CAP_EPSILON = 30.0
 NODE_CAP_DELTA = 1e-3
-#: The dataset-wide cap the authority registers.
+#: The dataset-wide cap each department registers with the hub.
 DATASET_CAP_EPSILON = 20.0
 DATASET_CAP_DELTA = 1e-3
 
@@ -44,39 +44,27 @@ def cities() -> list[City]:
     return [City(code, name) for code, name in CITIES.items()]
 
 
-def write_data(state: Path, rows: int) -> tuple[Path, dict[str, Path]]:
+def write_data(state: Path, rows: int) -> None:
     """Generate every city's registers, then give each node a catalog holding only its own
-    enterprise register, and the hub a catalog of manifests only (public metadata, no data).
-    Returns the hub's catalog and each dataset's node catalog."""
+    enterprise register (``nodes/<city>/catalog``); the other registers are not used."""
     from sandbox.generate import generate
 
     generated = state / "data" / "generated"
     generate(generated, rows=rows, seed=2026)
-    hub_catalog = state / "hub" / "catalog"
-    hub_catalog.mkdir(parents=True)
-    node_catalogs: dict[str, Path] = {}
     for city in cities():
         directory = state / "nodes" / city.code / "catalog"
         directory.mkdir(parents=True)
         for suffix in (".yaml", ".parquet"):
             shutil.move(generated / f"{city.dataset}{suffix}", directory)
-        shutil.copy(directory / f"{city.dataset}.yaml", hub_catalog)
-        node_catalogs[city.dataset] = directory
-    shutil.rmtree(generated)  # the other registers are not part of the story
-    return hub_catalog, node_catalogs
+    shutil.rmtree(state / "data")
 
 
-def init_authority(hub_state: Path, hub_catalog: Path, public_key_copy: Path) -> Path:
-    """Create the authority's state and signing key and register the four datasets with their
-    dataset-wide caps; copy the public key to ``public_key_copy``. Returns the key's path."""
+def init_authority(hub_state: Path, public_key_copy: Path) -> Path:
+    """Create the authority's state and signing key (the hub serves them) and copy the public
+    key, which the nodes and the regulator trust, to ``public_key_copy``."""
     from policies.authority import Authority
     from policies.keys import PUBLIC_KEY_FILE
-    from sandbox.catalog import load_catalog
-    from sandbox.service import dataset_policy
 
     authority = Authority(hub_state)
-    for manifest in load_catalog(hub_catalog):
-        authority.register_dataset(dataset_policy(manifest, DATASET_CAP_EPSILON, DATASET_CAP_DELTA))
-    key = authority.keys_dir / PUBLIC_KEY_FILE
-    shutil.copy(key, public_key_copy)
+    shutil.copy(authority.keys_dir / PUBLIC_KEY_FILE, public_key_copy)
     return public_key_copy

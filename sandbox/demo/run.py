@@ -27,6 +27,7 @@ from sandbox.demo.steps import (
     step_exhausted,
     step_queries,
     step_refused,
+    step_register,
     step_revoke,
     step_training,
 )
@@ -89,7 +90,7 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
     logs = folder / "logs"
     rows = 30_000 if quick else 200_000
     echo("\n== Step 1. Four departments, their nodes, and the hub start up ==")
-    hub_catalog, node_catalogs = write_data(folder, rows)
+    write_data(folder, rows)
     for city in cities():
         echo(
             f"  {city.name} ({city.department.name}): synthetic enterprise register "
@@ -98,7 +99,7 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
     parties = [HUB, FIRM, REGULATOR] + [c.node for c in cities()]
     parties += [c.department for c in cities()]
     pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log")
-    public_key = init_authority(folder / "hub" / "state", hub_catalog, folder / "authority.pub")
+    public_key = init_authority(folder / "hub" / "state", folder / "authority.pub")
     capping = Batch(
         [
             [
@@ -116,13 +117,10 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
         f"  the data authority made a CA and {len(parties)} certificates (sandbox certs): "
         "every party proves who it is with its own certificate"
     )
-    echo(
-        "  the authority registered the four datasets with budget caps; its signing key's "
-        "public half is authority.pub"
-    )
+    echo("  the authority made its signing key; its public half is authority.pub")
     capping.wait()
     echo(f"  each node set its own spending cap (epsilon {NODE_CAP_EPSILON:g}) on its dataset")
-    routes = []
+    addresses: dict[str, str] = {}
     nodes = []
     for city in cities():
         address = f"127.0.0.1:{free_port()}"
@@ -131,7 +129,7 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
                 city.node.name,
                 [
                     "node", "serve",
-                    "--catalog", str(node_catalogs[city.dataset]),
+                    "--catalog", str(folder / "nodes" / city.code / "catalog"),
                     "--authority-key", str(public_key),
                     "--state", str(folder / "nodes" / city.code / "state"),
                     *pki.tls_args(city.node),
@@ -140,17 +138,15 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
                 address,
             )
         )  # fmt: skip
-        routes += ["--route", f"{city.dataset}={city.node.name}@{address}"]
+        addresses[city.dataset] = address
     hub_address = f"127.0.0.1:{free_port()}"
     hub = procs.start(
         "hub",
         [
             "hub", "serve",
             "--state", str(folder / "hub" / "state"),
-            "--catalog", str(hub_catalog),
             *pki.tls_args(HUB),
             "--listen", hub_address,
-            *routes,
         ],
         hub_address,
     )  # fmt: skip
@@ -160,4 +156,6 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
     echo("  4 department nodes are up (separate processes, mTLS; only the hub may call them)")
     procs.wait_healthy(hub, HUB_SERVICE, probe)
     echo(f"  the hub is up on {hub_address} (mTLS); pids of every process in logs/pids")
-    return Story(pki, hub_address, public_key, folder, echo, quick)
+    story = Story(pki, hub_address, public_key, folder, echo, quick)
+    step_register(story, addresses)
+    return story

@@ -5,6 +5,7 @@ exported log verifies offline with the authority's key), and that Ctrl-C leaves 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,9 +47,12 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     assert "(95%:" in out
     assert out.count("VERIFIED against the authority's signed tree head") == 2
     assert "column-use-not-granted" in out  # the column 德州 kept back
-    # Training runs once the hub runs jobs; until then it says it is skipped, and why.
-    assert "finished: completed" in out or "SKIPPED: this hub does not run training jobs" in out
-    assert "the request is REFUSED" in out and "marketing is not a purpose" in out
+    # Registration through the hub, which checks each node's own description of its dataset.
+    assert len(re.findall(r"registers \w+_enterprise on \w+-node", out)) == 4
+    # DP training across the four nodes: reserved first, then charged, with the card's figures.
+    assert "epsilon reserved before training" in out and "round 1: 4 nodes" in out
+    assert "finished: completed" in out and "DP estimate of the model's test accuracy" in out
+    assert "the bank sees its request REFUSED" in out and "marketing is not a purpose" in out
     assert "budget exhausted" in out and "budget-exhausted" in out
     assert "grant-revoked" in out  # the query after the revocation
     assert "`sandbox audit verify` says: OK" in out
@@ -57,7 +61,7 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     report = verify_export(state / "audit" / "log.jsonl", load_public_key(state / "authority.pub"))
     assert report.size >= 30
     kinds = (state / "audit" / "log.jsonl").read_text(encoding="utf-8")
-    for kind in ("access_review", "grant", "release", "revocation"):
+    for kind in ("dataset", "access_review", "grant", "release", "revocation"):
         assert f'"kind":"{kind}"' in kinds
     pids = _pids(state)
     assert set(pids) == {"hub", "jinan-node", "qingdao-node", "rizhao-node", "dezhou-node"}
