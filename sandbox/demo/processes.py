@@ -35,7 +35,7 @@ CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 #: How long a stopped child may take before it is killed.
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 15.0
 
 
 class DemoError(SandboxError):

@@ -30,6 +30,7 @@ from sandbox.demo.steps import (
     step_register,
     step_revoke,
     step_training,
+    step_training_result,
 )
 
 #: The health service names the demo waits for.
@@ -63,10 +64,11 @@ def run_demo(
         story = _start(folder, quick, echo, processes)
         step_access(story)
         step_queries(story)
-        step_training(story)
+        job = step_training(story)
         step_refused(story)
         step_exhausted(story)
         step_revoke(story)
+        step_training_result(story, job)
         step_audit(story)
     except KeyboardInterrupt:
         processes.stop_all()

@@ -212,9 +212,11 @@ def step_queries(story: Story) -> None:
         story.checked.append("column refused")
 
 
-def step_training(story: Story) -> None:
+def step_training(story: Story) -> str:
+    """Ask for a training grant, get it approved and submit the job; returns the job's id.
+    The job trains on the nodes in the background while the story goes on."""
     echo = story.echo
-    echo("\n== Step 4. DP training across the four cities (federated, DP-SGD on each node) ==")
+    echo("\n== Step 4. A DP training job across the four cities (DP-SGD on each node) ==")
     columns = {f: "aggregate_only" for f in (*FEATURES, "default")}
     datasets = {c.dataset: {"epsilon": 4.0, "delta": 1e-4, "columns": columns} for c in cities()}
     with story.firm() as firm:
@@ -231,21 +233,33 @@ def step_training(story: Story) -> None:
     echo(f"  the bank asks to train a logistic regression; the four departments approve: {grant}")
     with story.firm() as firm:
         job = firm.submit_job(_job_spec(story), purpose=PURPOSE, grant_id=grant)
-        reserved = ", ".join(f"{d} {eps:.2f}" for d, (eps, _) in sorted(job.reserved.items()))
-        echo(f"  job {job.job_id} accepted; epsilon reserved before training: {reserved}")
-        for event in firm.follow(job.job_id):
-            if event.kind == "finished":
-                d = event.data
-                why = f" ({d['abort_reason']})" if d.get("abort_reason") else ""
-                spent = ", ".join(f"{n} {eps:.2f}" for n, (eps, _) in sorted(d["spent"].items()))
-                echo(f"  finished: {d['status']}{why}; epsilon charged per dataset: {spent}")
-                accuracy = d["model_card"].get("dp_test_accuracy")
-                if accuracy is not None:
-                    echo(f"  DP estimate of the model's test accuracy: {accuracy:.3f}")
-                echo(f"  the model and its card are result {d['result_id']} (GetResult)")
-                story.checked.append(f"training {d['status']}")
-            else:
+    reserved = ", ".join(f"{d} {eps:.2f}" for d, (eps, _) in sorted(job.reserved.items()))
+    echo(f"  job {job.job_id} accepted; epsilon reserved before training: {reserved}")
+    echo(
+        "  each node trains on its own data and sends back only clipped, noised updates; the "
+        "job runs in the background while the story goes on (its outcome: step 8)"
+    )
+    return job.job_id
+
+
+def step_training_result(story: Story, job_id: str) -> None:
+    """Follow the job (its events so far, then the rest) to its model card."""
+    echo = story.echo
+    echo("\n== Step 8. The training job's outcome ==")
+    with story.firm() as firm:
+        for event in firm.follow(job_id):
+            if event.kind != "finished":
                 echo(f"  {event.line()}")
+                continue
+            d = event.data
+            why = f" ({d['abort_reason']})" if d.get("abort_reason") else ""
+            spent = ", ".join(f"{n} {eps:.2f}" for n, (eps, _) in sorted(d["spent"].items()))
+            echo(f"  finished: {d['status']}{why}; epsilon charged per dataset: {spent}")
+            accuracy = d["model_card"].get("dp_test_accuracy")
+            if accuracy is not None:
+                echo(f"  DP estimate of the model's test accuracy: {accuracy:.3f}")
+            echo(f"  the model and its card are result {d['result_id']} (GetResult)")
+            story.checked.append(f"training {d['status']}")
 
 
 def _job_spec(story: Story) -> dict[str, Any]:
@@ -349,7 +363,7 @@ def step_audit(story: Story) -> None:
     from policies.verify import verify_export
 
     echo = story.echo
-    echo("\n== Step 8. The regulator exports the log and verifies it offline ==")
+    echo("\n== Step 9. The regulator exports the log and verifies it offline ==")
     key = story.key()
     export = story.state / "audit" / "log.jsonl"
     export.parent.mkdir(parents=True, exist_ok=True)
