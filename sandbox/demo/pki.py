@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.demo.processes import Batch, run_cli
+from sandbox.demo.processes import Batch, Processes, run_cli
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,13 @@ class Pki:
         )
 
 
-def make_pki(directory: Path, parties: list[Party], log: Path) -> tuple[Pki, Batch]:
+def make_pki(
+    directory: Path, parties: list[Party], log: Path, processes: Processes
+) -> tuple[Pki, Batch]:
     """``sandbox certs init``, then ``sandbox certs issue`` for every party, all at once: the
     returned :class:`Batch` is still running (``wait()`` for it)."""
     run_cli(["certs", "init", "--dir", str(directory)], log)
-    issuing = Batch(
+    issuing = processes.run(
         [["certs", "issue", p.role, p.name, "--dir", str(directory)] for p in parties], log
     )
     return Pki(directory), issuing

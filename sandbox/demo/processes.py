@@ -104,17 +104,16 @@ class Batch:
                 if process.wait(timeout=timeout) != 0:
                     failed.append(args)
         finally:
-            for _, process in self.running:  # interrupted or timed out: leave nothing behind
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            self.kill()  # interrupted or timed out: leave nothing behind
         if failed:
             raise DemoError(f"`sandbox {' '.join(failed[0][:4])} ...` failed; see {self.log}")
 
-
-def run_many(commands: Sequence[Sequence[str]], log: Path, timeout: float = 60.0) -> None:
-    """Run several ``sandbox`` commands at once and wait for all (see :class:`Batch`)."""
-    Batch(commands, log).wait(timeout)
+    def kill(self) -> None:
+        """Kill and reap any command still running."""
+        for _, process in self.running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 @dataclass
@@ -132,6 +131,7 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[Child] = []
+        self.batches: list[Batch] = []
         self._previous_sigterm: Any = None
         atexit.register(self.stop_all)
         try:
@@ -141,6 +141,12 @@ class Processes:
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # unwinds run_demo, whose finally stops every child
+
+    def run(self, commands: Sequence[Sequence[str]], log: Path) -> Batch:
+        """Start short commands at once (:class:`Batch`); ``stop_all`` kills any left."""
+        batch = Batch(commands, log)
+        self.batches.append(batch)
+        return batch
 
     def start(self, name: str, args: Sequence[str], address: str) -> Child:
         """Start ``sandbox ARGS`` as ``name``; its stdout and stderr go to ``<name>.log``."""
@@ -166,6 +172,9 @@ class Processes:
     def stop_all(self) -> None:
         """Stop every child (SIGTERM, then SIGKILL after ``STOP_GRACE_S``), newest first."""
         children, self.children = self.children[::-1], []
+        batches, self.batches = self.batches, []
+        for batch in batches:
+            batch.kill()
         for child in children:
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)

@@ -19,7 +19,7 @@ from sandbox.demo.prepare import (
     init_authority,
     write_data,
 )
-from sandbox.demo.processes import Batch, DemoError, Processes, free_port
+from sandbox.demo.processes import DemoError, Processes, free_port
 from sandbox.demo.steps import (
     Story,
     step_access,
@@ -100,9 +100,9 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
         )
     parties = [HUB, FIRM, REGULATOR] + [c.node for c in cities()]
     parties += [c.department for c in cities()]
-    pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log")
+    pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log", procs)
     public_key = init_authority(folder / "hub" / "state", folder / "authority.pub")
-    capping = Batch(
+    capping = procs.run(
         [
             [
                 "node", "cap", city.dataset,
