@@ -128,12 +128,16 @@ class Child:
 class Processes:
     """The demo's long-running children (the four nodes and the hub)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, handle_sigterm: bool = True) -> None:
+        """``handle_sigterm=False`` leaves SIGTERM to the host process (e.g. a notebook
+        kernel); ``stop_all`` still runs from ``atexit``."""
         self.log_dir = log_dir
         self.children: list[Child] = []
         self.batches: list[Batch] = []
         self._previous_sigterm: Any = None
         atexit.register(self.stop_all)
+        if not handle_sigterm:
+            return
         try:
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         except ValueError:  # not the main thread: the caller's own handling applies
