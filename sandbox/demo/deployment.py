@@ -1,0 +1,289 @@
+"""The embedded deployment as a small API, for notebooks and scripts: the hub and the four
+department nodes as separate processes on loopback over mutual TLS, a certificate for every
+party, and a client for each role.
+
+>>> from sandbox.demo.deployment import start            # doctest: +SKIP
+>>> with start() as d:                                   # doctest: +SKIP
+...     with d.firm() as bank:
+...         print([x.name for x in bank.datasets()])
+
+:func:`start` makes the state folder (a fresh temporary folder unless one is named), writes
+each node's data, issues the certificates, sets each node's cap, starts the nodes and the hub
+and waits for them on the gRPC health service, then (by default) registers every city's
+dataset through :class:`~sandbox.client.DepartmentClient`. :meth:`Deployment.stop` stops every
+process (SIGTERM, then SIGKILL) and removes a temporary state folder. The processes are also
+stopped at interpreter exit, and a small watchdog process stops them if the process that
+started them dies without stopping them (a notebook kernel killed, say).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sandbox.demo.pki import Party, Pki, make_pki
+from sandbox.demo.prepare import (
+    DATASET_CAP_DELTA,
+    DATASET_CAP_EPSILON,
+    FIRM,
+    HUB,
+    NODE_CAP_DELTA,
+    NODE_CAP_EPSILON,
+    REGULATOR,
+    City,
+    cities,
+    init_authority,
+    write_data,
+)
+from sandbox.demo.processes import DemoError, Processes, child_env, free_port
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from sandbox.client import DepartmentClient, FirmClient, Profile, RegulatorClient
+    from sandbox.client.department import Registered
+
+#: The health service names waited for.
+NODE_SERVICE = "sandbox.v1.NodeService"
+HUB_SERVICE = "sandbox.v1.FirmService"
+#: Persons over the four cities (about 1/15 of it are enterprises, the nodes' datasets).
+DEFAULT_ROWS = 30_000
+
+#: Stops the deployment's process groups once its starter is gone (reparented).
+_WATCHDOG = """
+import os, signal, sys, time
+parent, pids = int(sys.argv[1]), sys.argv[2]
+while os.getppid() == parent:
+    time.sleep(0.5)
+def groups():
+    try:
+        with open(pids) as f:
+            return [int(line.split()[-1]) for line in f if line.strip()]
+    except OSError:
+        return []
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in groups():
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            pass
+    time.sleep(10)
+"""
+
+
+@dataclass
+class Deployment:
+    """A running embedded deployment. Use as a context manager or call :meth:`stop`."""
+
+    state: Path
+    hub: str
+    pki: Pki
+    public_key: Path
+    #: dataset name -> its node's address
+    node_addresses: dict[str, str]
+    processes: Processes = field(repr=False)
+    temporary: bool = False
+    watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def city(name: str) -> City:
+        """A city by code (``jinan``), Chinese name (``济南``) or dataset (``jinan_enterprise``)."""
+        for city in cities():
+            if name in (city.code, city.name, city.dataset):
+                return city
+        known = ", ".join(c.code for c in cities())
+        raise DemoError(f"no city {name!r} in the deployment; use one of {known}")
+
+    def party(self, who: str) -> Party:
+        """``bank`` (the firm), ``regulator``, or a city (its department)."""
+        if who in ("bank", "firm", FIRM.name):
+            return FIRM
+        if who in ("regulator", REGULATOR.name):
+            return REGULATOR
+        return self.city(who).department
+
+    def profile(self, who: str) -> Profile:
+        """The SDK profile of ``who`` (:meth:`party`): the hub's address and its certificate."""
+        profile: Profile = self.pki.profile(self.party(who), self.hub)
+        return profile
+
+    def firm(self) -> FirmClient:
+        """The bank's :class:`~sandbox.client.FirmClient`."""
+        from sandbox.client import FirmClient
+
+        return FirmClient(self.profile("bank"))
+
+    def department(self, city: str) -> DepartmentClient:
+        """The :class:`~sandbox.client.DepartmentClient` of ``city``'s department."""
+        from sandbox.client import DepartmentClient
+
+        return DepartmentClient(self.profile(city))
+
+    def regulator(self) -> RegulatorClient:
+        """The regulator's :class:`~sandbox.client.RegulatorClient`."""
+        from sandbox.client import RegulatorClient
+
+        return RegulatorClient(self.profile("regulator"))
+
+    def authority_key(self) -> Ed25519PublicKey:
+        """The authority's public key (``authority.pub``): verifies the log and every head."""
+        from policies.keys import load_public_key
+
+        key: Ed25519PublicKey = load_public_key(self.public_key)
+        return key
+
+    def manifest(self, city: str) -> Path:
+        """The manifest (public metadata) of ``city``'s dataset, on its node."""
+        c = self.city(city)
+        return self.state / "nodes" / c.code / "catalog" / f"{c.dataset}.yaml"
+
+    def register(
+        self,
+        city: str,
+        epsilon_cap: float = DATASET_CAP_EPSILON,
+        delta_cap: float = DATASET_CAP_DELTA,
+    ) -> Registered:
+        """``city``'s department registers its dataset with the hub (manifest, node, cap)."""
+        c = self.city(city)
+        with self.department(c.code) as dept:
+            return dept.register(
+                self.manifest(c.code),
+                node=c.node.name,
+                node_address=self.node_addresses[c.dataset],
+                epsilon_cap=epsilon_cap,
+                delta_cap=delta_cap,
+            )
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after a grace period); remove the state
+        folder if it was a temporary one. Calling it again does nothing."""
+        self.processes.stop_all()
+        if self.watchdog is not None:
+            if self.watchdog.poll() is None:
+                self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
+        if self.temporary and self.state.exists():
+            shutil.rmtree(self.state, ignore_errors=True)
+
+
+def start(
+    state: Path | str | None = None,
+    *,
+    rows: int = DEFAULT_ROWS,
+    register: bool | Iterable[str] = True,
+    echo: Callable[[str], None] | None = None,
+) -> Deployment:
+    """Start the hub and four nodes; return the running :class:`Deployment`.
+
+    ``state``: an empty or new folder to keep everything in (kept after :meth:`stop`); by
+    default a temporary folder, removed by :meth:`stop`. ``register``: which cities'
+    departments register their datasets now (``True``: all, ``False``: none, or city names).
+    If starting fails, whatever was started is stopped before the error is raised.
+    """
+    say = echo or (lambda _: None)
+    temporary = state is None
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-deployment-")) if state is None else None
+    if folder is None:
+        folder = Path(str(state)).resolve()
+        if folder.exists() and any(folder.iterdir()):
+            raise DemoError(f"the state folder {folder} is not empty; name a new one")
+        folder.mkdir(parents=True, exist_ok=True)
+    (folder / "logs").mkdir()
+    processes = Processes(folder / "logs", handle_sigterm=False)
+    deployment = Deployment(
+        folder, "", Pki(folder / "pki"), folder / "authority.pub", {}, processes, temporary
+    )
+    try:
+        deployment.watchdog = _watchdog(folder / "logs" / "pids")
+        _start_services(deployment, rows, say)
+        chosen = [c.code for c in cities()] if register is True else list(register or ())
+        for city in chosen:
+            done = deployment.register(city)
+            say(f"{deployment.city(city).dataset} registered (log entry {done.log_index})")
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+def _watchdog(pids: Path) -> subprocess.Popen[bytes]:
+    import os
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pids)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
+def _start_services(d: Deployment, rows: int, say: Callable[[str], None]) -> None:
+    folder, logs, procs = d.state, d.state / "logs", d.processes
+    write_data(folder, rows)
+    parties = [HUB, FIRM, REGULATOR] + [c.node for c in cities()]
+    parties += [c.department for c in cities()]
+    pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log", procs)
+    d.pki = pki
+    public_key = init_authority(folder / "hub" / "state", d.public_key)
+    capping = procs.run(
+        [
+            [
+                "node", "cap", city.dataset,
+                "--epsilon", str(NODE_CAP_EPSILON), "--delta", str(NODE_CAP_DELTA),
+                "--authority-key", str(public_key),
+                "--state", str(folder / "nodes" / city.code / "state"),
+            ]
+            for city in cities()
+        ],
+        logs / "setup.log",
+    )  # fmt: skip
+    issuing.wait()
+    capping.wait()
+    nodes = []
+    for city in cities():
+        address = f"127.0.0.1:{free_port()}"
+        nodes.append(
+            procs.start(
+                city.node.name,
+                [
+                    "node", "serve",
+                    "--catalog", str(folder / "nodes" / city.code / "catalog"),
+                    "--authority-key", str(public_key),
+                    "--state", str(folder / "nodes" / city.code / "state"),
+                    *pki.tls_args(city.node),
+                    "--listen", address,
+                ],
+                address,
+            )
+        )  # fmt: skip
+        d.node_addresses[city.dataset] = address
+    d.hub = f"127.0.0.1:{free_port()}"
+    hub = procs.start(
+        "hub",
+        ["hub", "serve", "--state", str(folder / "hub" / "state"), *pki.tls_args(HUB),
+         "--listen", d.hub],
+        d.hub,
+    )  # fmt: skip
+    probe = pki.channel_credentials(REGULATOR)
+    for child in nodes:
+        procs.wait_healthy(child, NODE_SERVICE, probe)
+    procs.wait_healthy(hub, HUB_SERVICE, probe)
+    say(f"hub on {d.hub}, 4 department nodes; state in {folder}")
+
+
+__all__ = ["DEFAULT_ROWS", "Deployment", "start"]
