@@ -12,11 +12,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 #: Widest table rendered, in terminal cells; columns never stretch beyond their content.
 MAX_WIDTH = 240
 
@@ -29,6 +24,11 @@ def render(
     ``right`` says which columns are right-aligned (by default those whose cells all look
     like numbers). Cell text is shown as is: brackets are not read as markup.
     """
+    from rich import box  # here, not at import: a --json command never loads rich
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     if right is None:
         right = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(header))]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=True, highlight=False)

@@ -14,32 +14,71 @@ Importing this package loads grpc, protobuf and the log's proof checks only: no 
 no training stack, so a command-line query starts fast.
 """
 
-from sandbox.client.access import GrantInfo, RequestInfo, Review, access_terms
-from sandbox.client.department import DepartmentClient
-from sandbox.client.firm import (
-    Account,
-    Budget,
-    Cell,
-    ColumnInfo,
-    DatasetInfo,
-    FirmClient,
-    MockData,
-    QueryAnswer,
-    release_bytes,
-    verify_answer,
-)
-from sandbox.client.jobs import JobEvent, JobInfo, JobSubmitted, TrainedModel
-from sandbox.client.profile import DEFAULT_PROFILE, Profile
-from sandbox.client.regulator import (
-    ConsistencyProof,
-    EntriesPage,
-    InclusionProof,
-    LogEntry,
-    RegulatorClient,
-    check_consistency,
-    check_inclusion,
-)
-from sandbox.errors import ClientError, ProfileError, VerificationFailed
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.client.access import GrantInfo, RequestInfo, Review, access_terms
+    from sandbox.client.department import DepartmentClient
+    from sandbox.client.firm import (
+        Account,
+        Budget,
+        Cell,
+        ColumnInfo,
+        DatasetInfo,
+        FirmClient,
+        MockData,
+        QueryAnswer,
+        release_bytes,
+        verify_answer,
+    )
+    from sandbox.client.jobs import JobEvent, JobInfo, JobSubmitted, TrainedModel
+    from sandbox.client.profile import DEFAULT_PROFILE, Profile
+    from sandbox.client.regulator import (
+        ConsistencyProof,
+        EntriesPage,
+        InclusionProof,
+        LogEntry,
+        RegulatorClient,
+        check_consistency,
+        check_inclusion,
+    )
+    from sandbox.errors import ClientError, ProfileError, VerificationFailed
+
+#: Where each public name lives, imported on first use: a command-line query loads only
+#: the modules it needs.
+_WHERE = {
+    "GrantInfo": "sandbox.client.access",
+    "RequestInfo": "sandbox.client.access",
+    "Review": "sandbox.client.access",
+    "access_terms": "sandbox.client.access",
+    "DepartmentClient": "sandbox.client.department",
+    "Account": "sandbox.client.firm",
+    "Budget": "sandbox.client.firm",
+    "Cell": "sandbox.client.firm",
+    "ColumnInfo": "sandbox.client.firm",
+    "DatasetInfo": "sandbox.client.firm",
+    "FirmClient": "sandbox.client.firm",
+    "MockData": "sandbox.client.firm",
+    "QueryAnswer": "sandbox.client.firm",
+    "release_bytes": "sandbox.client.firm",
+    "verify_answer": "sandbox.client.firm",
+    "JobEvent": "sandbox.client.jobs",
+    "JobInfo": "sandbox.client.jobs",
+    "JobSubmitted": "sandbox.client.jobs",
+    "TrainedModel": "sandbox.client.jobs",
+    "DEFAULT_PROFILE": "sandbox.client.profile",
+    "Profile": "sandbox.client.profile",
+    "ConsistencyProof": "sandbox.client.regulator",
+    "EntriesPage": "sandbox.client.regulator",
+    "InclusionProof": "sandbox.client.regulator",
+    "LogEntry": "sandbox.client.regulator",
+    "RegulatorClient": "sandbox.client.regulator",
+    "check_consistency": "sandbox.client.regulator",
+    "check_inclusion": "sandbox.client.regulator",
+    "ClientError": "sandbox.errors",
+    "ProfileError": "sandbox.errors",
+    "VerificationFailed": "sandbox.errors",
+}
 
 __all__ = [
     "DepartmentClient",
@@ -74,3 +113,13 @@ __all__ = [
     "release_bytes",
     "verify_answer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

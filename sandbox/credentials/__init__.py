@@ -8,30 +8,56 @@ API key checked against its stored hash), never from an argument. See ``docs/cre
 'regulator'
 """
 
-from sandbox.credentials.apikeys import (
-    ApiKeyInfo,
-    ApiKeyStore,
-    authenticate,
-    issue_api_key,
-    key_id,
-    revoke_api_key,
-)
-from sandbox.credentials.ca import (
-    CertificateAuthority,
-    IssuedCertificate,
-    init_ca,
-    issue_certificate,
-    load_ca,
-    make_certificate,
-)
-from sandbox.credentials.identity import (
-    ROLES,
-    Principal,
-    Role,
-    principal_from_auth_context,
-    principal_from_certificate,
-    require_role,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.credentials.apikeys import (
+        ApiKeyInfo,
+        ApiKeyStore,
+        authenticate,
+        issue_api_key,
+        key_id,
+        revoke_api_key,
+    )
+    from sandbox.credentials.ca import (
+        CertificateAuthority,
+        IssuedCertificate,
+        init_ca,
+        issue_certificate,
+        load_ca,
+        make_certificate,
+    )
+    from sandbox.credentials.identity import (
+        ROLES,
+        Principal,
+        Role,
+        principal_from_auth_context,
+        principal_from_certificate,
+        require_role,
+    )
+
+#: Where each public name lives: imported on first use, so that loading the package (for
+#: one of its names) does not load every module and the X.509 stack.
+_WHERE = {
+    "ApiKeyInfo": "sandbox.credentials.apikeys",
+    "ApiKeyStore": "sandbox.credentials.apikeys",
+    "authenticate": "sandbox.credentials.apikeys",
+    "issue_api_key": "sandbox.credentials.apikeys",
+    "key_id": "sandbox.credentials.apikeys",
+    "revoke_api_key": "sandbox.credentials.apikeys",
+    "CertificateAuthority": "sandbox.credentials.ca",
+    "IssuedCertificate": "sandbox.credentials.ca",
+    "init_ca": "sandbox.credentials.ca",
+    "issue_certificate": "sandbox.credentials.ca",
+    "load_ca": "sandbox.credentials.ca",
+    "make_certificate": "sandbox.credentials.ca",
+    "ROLES": "sandbox.credentials.identity",
+    "Principal": "sandbox.credentials.identity",
+    "Role": "sandbox.credentials.identity",
+    "principal_from_auth_context": "sandbox.credentials.identity",
+    "principal_from_certificate": "sandbox.credentials.identity",
+    "require_role": "sandbox.credentials.identity",
+}
 
 __all__ = [
     "ROLES",
@@ -53,3 +79,13 @@ __all__ = [
     "require_role",
     "revoke_api_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
