@@ -22,15 +22,15 @@ many of them to have cosigned the export's tree head (``policies.witness``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from policies.errors import TreeHeadError, WitnessError
+from policies.errors import ProofError, TreeHeadError, WitnessError
 from policies.errors import VerificationError as VerificationError  # re-exported: raised here
-from policies.merkle import TreeBuilder, leaf_hash
+from policies.merkle import TreeBuilder, leaf_hash, verify_consistency, verify_inclusion
 from policies.treehead import SignedTreeHead, verify_tree_head
 from policies.witness import Cosignature, count_witnesses
 
@@ -192,3 +192,115 @@ def _check_witnesses(
         result.cosignatures,
         tuple(good),
     )
+
+
+# -- proof files ------------------------------------------------------------------------------
+
+PROOF_FORMAT = "gov-data-sandbox-proof/1"
+#: Proof files larger than this are not proof files (a proof is O(log n) hashes + one entry).
+MAX_PROOF_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class VerifiedProof:
+    """A proof file that verified: its kind and the signed heads it relates."""
+
+    kind: str
+    heads: tuple[SignedTreeHead, ...]
+    index: int | None = None
+    entry: dict[str, object] | None = None
+
+
+def consistency_proof_json(
+    first: SignedTreeHead, second: SignedTreeHead, proof: Sequence[bytes]
+) -> dict[str, object]:
+    """An RFC 9162 consistency proof between two signed heads, as a proof file's JSON."""
+    return {
+        "format": PROOF_FORMAT,
+        "proof": "consistency",
+        "first": first.to_json(),
+        "second": second.to_json(),
+        "hashes": [h.hex() for h in proof],
+    }
+
+
+def inclusion_proof_json(
+    index: int, entry: bytes, head: SignedTreeHead, path: Sequence[bytes]
+) -> dict[str, object]:
+    """An RFC 9162 inclusion proof of one entry (its exact bytes) under a signed head."""
+    return {
+        "format": PROOF_FORMAT,
+        "proof": "inclusion",
+        "index": index,
+        "entry": entry.decode(),
+        "tree_head": head.to_json(),
+        "hashes": [h.hex() for h in path],
+    }
+
+
+def read_proof_file(path: Path) -> dict[str, object] | None:
+    """The JSON of a proof file, or ``None`` if ``path`` is not one (e.g. an export)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROOF_BYTES + 1)
+    except OSError as exc:
+        raise VerificationError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PROOF_BYTES:
+        return None
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(body, dict) and body.get("format") == PROOF_FORMAT:
+        return body
+    return None
+
+
+def _head_of(body: Mapping[str, object], name: str, key: Ed25519PublicKey) -> SignedTreeHead:
+    try:
+        head = SignedTreeHead.from_json(body[name])
+        verify_tree_head(head, key)
+    except KeyError:
+        raise VerificationError(f"the proof file has no {name!r} tree head") from None
+    except TreeHeadError as exc:
+        raise VerificationError(f"the proof's {name!r} head: {exc}") from None
+    return head
+
+
+def _hashes(body: Mapping[str, object]) -> list[bytes]:
+    hashes = body.get("hashes")
+    if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+        raise VerificationError("the proof file's 'hashes' is not a list of hex strings")
+    try:
+        return [bytes.fromhex(str(h)) for h in hashes]
+    except ValueError:
+        raise VerificationError("the proof file's 'hashes' is not a list of hex strings") from None
+
+
+def verify_proof(body: Mapping[str, object], public_key: Ed25519PublicKey) -> VerifiedProof:
+    """Check a proof file offline: the heads' signatures and the RFC 9162 proof between them
+    (consistency) or from the entry's bytes to the head's root (inclusion)."""
+    kind = body.get("proof")
+    try:
+        if kind == "consistency":
+            first = _head_of(body, "first", public_key)
+            second = _head_of(body, "second", public_key)
+            verify_consistency(first.size, second.size, first.root, second.root, _hashes(body))
+            return VerifiedProof("consistency", (first, second))
+        if kind == "inclusion":
+            head = _head_of(body, "tree_head", public_key)
+            index, entry = body.get("index"), body.get("entry")
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise VerificationError("the proof file's 'index' is not an integer")
+            if not isinstance(entry, str):
+                raise VerificationError("the proof file's 'entry' is not the entry's text")
+            parsed = json.loads(entry)
+            if not isinstance(parsed, dict) or parsed.get("index") != index:
+                raise VerificationError(f"the entry in the proof file is not entry {index}")
+            verify_inclusion(index, head.size, leaf_hash(entry.encode()), _hashes(body), head.root)
+            return VerifiedProof("inclusion", (head,), index, parsed)
+    except ProofError as exc:
+        raise VerificationError(f"the proof does not hold: {exc}") from None
+    except (ValueError, RecursionError):
+        raise VerificationError("the proof file's entry is not JSON") from None
+    raise VerificationError(f"unknown proof kind {kind!r}; expected consistency or inclusion")

@@ -124,6 +124,34 @@ def export_from_hub(out: Path, profile: Path | None, public_key: Path | None) ->
     typer.echo(f"check it with: sandbox audit verify {out} --public-key {public_key}")
 
 
+def hub_consistency(first: int, second: int, profile: Path | None) -> dict[str, object]:
+    """A consistency proof file from the hub: its proof and signed head of ``second``, and
+    the head it signed of size ``first`` (from an inclusion proof at that size)."""
+    from policies.verify import consistency_proof_json
+
+    with _client(profile) as regulator:
+        got = call(lambda: regulator.consistency_proof(first, second))
+        if got.tree_head is None:
+            fail(f"the hub has no signed head of {got.second} entries; use --to 0")
+        older = got.tree_head if first == got.second else None
+        if older is None and first > 0:
+            older = call(lambda: regulator.inclusion_proof(0, first)).tree_head
+        if older is None:
+            fail(f"the hub has no signed head of {first} entries; prove from a size it signed")
+    return consistency_proof_json(older, got.tree_head, got.proof)
+
+
+def hub_inclusion(index: int, size: int, profile: Path | None) -> dict[str, object]:
+    """An inclusion proof file from the hub (the entry's bytes under its signed head)."""
+    from policies.verify import inclusion_proof_json
+
+    with _client(profile) as regulator:
+        got = call(lambda: regulator.inclusion_proof(index, size))
+    if got.tree_head is None:
+        fail(f"the hub has no signed head of {got.tree_size} entries; use --size 0")
+    return inclusion_proof_json(got.index, got.entry, got.tree_head, got.audit_path)
+
+
 def mount_hub_commands(app: typer.Typer) -> None:
     for command in (head, entries, proof):
         app.command()(command)

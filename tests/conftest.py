@@ -7,6 +7,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _verifier_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sandbox audit verify` remembers keys and heads: each test gets its own memory."""
+    monkeypatch.setenv("SANDBOX_VERIFIER_HOME", str(tmp_path_factory.mktemp("verifier")))
+
+
 @pytest.fixture(scope="session")
 def pums_catalog_dir() -> Path:
     return ROOT / "examples" / "pums"

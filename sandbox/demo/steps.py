@@ -370,7 +370,8 @@ def step_audit(story: Story) -> None:
     with RegulatorClient(story.pki.profile(REGULATOR, story.hub)) as reg:
         head = reg.export(export, key)
     out = run_cli(
-        ["audit", "verify", str(export), "--public-key", str(story.public_key)],
+        ["audit", "verify", str(export), "--public-key", str(story.public_key)]
+        + ["--verifier-home", str(story.state / "audit" / "verifier")],
         story.state / "logs" / "audit.log",
     )
     report = verify_export(export, key)
