@@ -3,23 +3,30 @@
 Signed tree heads, inclusion and consistency proofs (RFC 9162) and the log entries. Every answer
 is checked offline with :mod:`policies.treehead` and :mod:`policies.merkle`; the helpers
 :func:`check_inclusion` and :func:`check_consistency` do so and raise ``VerificationFailed``.
+The hub's heads come with the department nodes' witness cosignatures
+(:meth:`RegulatorClient.witnessed_head`), and :meth:`RegulatorClient.export` writes them into
+the export, where ``policies.verify.verify_export(..., witness_keys=, min_witnesses=)`` counts
+them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from policies.errors import ProofError, TreeHeadError
+from policies.errors import ProofError, TreeHeadError, WitnessError
 from policies.merkle import leaf_hash, verify_consistency, verify_inclusion
 from policies.treehead import SignedTreeHead, verify_tree_head
 from policies.verify import EXPORT_FORMAT
+from policies.witness import Cosignature, count_witnesses
 from sandbox.client.profile import DEFAULT_TIMEOUT_S, Connection, Profile
 from sandbox.errors import VerificationFailed
+from sandbox.node.witness import cosignature_from_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
@@ -27,6 +34,20 @@ from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 def _head(message: pb.SignedTreeHead) -> SignedTreeHead:
     m = message
     return SignedTreeHead(m.size, bytes(m.root), m.timestamp_ms, m.key_id, bytes(m.signature))
+
+
+@dataclass(frozen=True)
+class WitnessedHead:
+    """A signed tree head with the witnesses' cosignatures the hub collected for it (not yet
+    verified: :meth:`witnesses` checks them against the witness keys you trust)."""
+
+    tree_head: SignedTreeHead
+    cosignatures: tuple[Cosignature, ...] = ()
+
+    def witnesses(self, witness_keys: Mapping[str, Ed25519PublicKey]) -> list[str]:
+        """The trusted witnesses whose cosignature of this head verifies."""
+        good, _ = count_witnesses(self.tree_head, self.cosignatures, witness_keys)
+        return good
 
 
 @dataclass(frozen=True)
@@ -131,9 +152,19 @@ class RegulatorClient:
         self.connection.close()
 
     def tree_head(self) -> SignedTreeHead:
-        """A freshly signed head of the whole log."""
+        """A freshly signed head of the whole log (:meth:`witnessed_head` adds the
+        cosignatures)."""
+        return self.witnessed_head().tree_head
+
+    def witnessed_head(self) -> WitnessedHead:
+        """A freshly signed head of the whole log with the cosignatures of the department
+        nodes that witnessed it (a malformed cosignature is ``VerificationFailed``)."""
         reply = self.connection.call(self._stub.SignedTreeHead, pb.SignedTreeHeadRequest())
-        return _head(reply.tree_head)
+        try:
+            cosignatures = tuple(cosignature_from_pb(c) for c in reply.cosignatures)
+        except WitnessError as exc:
+            raise VerificationFailed(str(exc), "VERIFY") from None
+        return WitnessedHead(_head(reply.tree_head), cosignatures)
 
     def inclusion_proof(self, index: int, size: int = 0) -> InclusionProof:
         """Entry ``index`` with its audit path in the tree of ``size`` (0: the current tree)."""
@@ -158,9 +189,11 @@ class RegulatorClient:
 
     def export(self, out: Path | str, authority_public_key: Ed25519PublicKey) -> SignedTreeHead:
         """Write the whole log, as of a freshly signed head, in the export format that
-        ``sandbox audit verify`` checks offline; the head's signature is checked first and
-        every page's entries before they are written. Returns the head."""
-        head = _verified_head(self.tree_head(), authority_public_key)
+        ``sandbox audit verify`` checks offline, followed by the witnesses' cosignatures of
+        that head; the head's signature is checked first and every page's entries before they
+        are written. Returns the head."""
+        witnessed = self.witnessed_head()
+        head = _verified_head(witnessed.tree_head, authority_public_key)
         path = Path(out)
         tmp = path.with_name(f"{path.name}.tmp")
         with open(tmp, "wb") as f:
@@ -176,6 +209,9 @@ class RegulatorClient:
                     f.write(entry.entry + b"\n")
                 start = page.entries[-1].index + 1
             f.write(_line({"tree_head": head.to_json()}))
+            for cos in witnessed.cosignatures:
+                if cos.covers(head):
+                    f.write(_line({"cosignature": cos.to_json()}))
         tmp.replace(path)
         return head
 
@@ -190,6 +226,7 @@ __all__ = [
     "InclusionProof",
     "LogEntry",
     "RegulatorClient",
+    "WitnessedHead",
     "check_consistency",
     "check_inclusion",
 ]

@@ -69,10 +69,21 @@ class NodeClient:
         reply: pb.ExecuteResponse = self._stub(address).Execute(request, timeout=self.timeout_s)
         return reply
 
-    def report_metadata(self, address: str) -> pb.ReportMetadataResponse:
-        """The node's name, public metadata, trusted key and spend."""
+    def report_metadata(
+        self, address: str, timeout_s: float | None = None
+    ) -> pb.ReportMetadataResponse:
+        """The node's name, public metadata, trusted key, spend and witness state."""
         reply: pb.ReportMetadataResponse = self._stub(address).ReportMetadata(
-            pb.ReportMetadataRequest(), timeout=self.timeout_s
+            pb.ReportMetadataRequest(), timeout=timeout_s or self.timeout_s
+        )
+        return reply
+
+    def witness(
+        self, address: str, request: pb.WitnessRequest, timeout_s: float | None = None
+    ) -> pb.WitnessResponse:
+        """Ask the node to cosign a tree head (``FAILED_PRECONDITION`` if it refuses)."""
+        reply: pb.WitnessResponse = self._stub(address).Witness(
+            request, timeout=timeout_s or self.timeout_s
         )
         return reply
 

@@ -6,6 +6,9 @@ entries themselves, read from the :class:`policies.Authority`'s log. Only a call
 public key: :func:`policies.treehead.verify_tree_head`, :func:`policies.merkle.verify_inclusion`
 (the leaf hash is :func:`policies.merkle.leaf_hash` of the entry bytes) and
 :func:`policies.merkle.verify_consistency`.
+
+``SignedTreeHead`` signs a fresh head and asks the department nodes to witness it
+(:mod:`sandbox.hub.witnesses`); the answer carries the cosignatures that came back.
 """
 
 from __future__ import annotations
@@ -17,35 +20,27 @@ from policies.errors import InvalidRequestError
 from policies.treehead import SignedTreeHead
 from sandbox.credentials import Principal
 from sandbox.hub.auth import Authenticator
+from sandbox.hub.witnesses import HubWitnesses
+from sandbox.node.witness import cosignature_pb, tree_head_from_pb, tree_head_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 #: The most entries one ``Entries`` call returns; page on with ``next``.
 MAX_PAGE = 1000
 
-
-def tree_head_pb(head: SignedTreeHead) -> pb.SignedTreeHead:
-    """A :class:`policies.treehead.SignedTreeHead` as its protobuf message."""
-    return pb.SignedTreeHead(
-        size=head.size,
-        root=head.root,
-        timestamp_ms=head.timestamp_ms,
-        key_id=head.key_id,
-        signature=head.signature,
-    )
-
-
-def tree_head_from_pb(head: pb.SignedTreeHead) -> SignedTreeHead:
-    """The inverse of :func:`tree_head_pb`, for verifying with :mod:`policies.treehead`."""
-    return SignedTreeHead(head.size, head.root, head.timestamp_ms, head.key_id, head.signature)
+__all__ = ["RegulatorService", "tree_head_from_pb", "tree_head_pb"]
 
 
 class RegulatorService(pb_grpc.RegulatorServiceServicer):
     """The log as a regulator reads it; every method needs the ``regulator`` role."""
 
-    def __init__(self, authority: Authority, auth: Authenticator) -> None:
+    def __init__(
+        self, authority: Authority, auth: Authenticator, witnesses: HubWitnesses | None = None
+    ) -> None:
         self.authority = authority
         self.auth = auth
+        #: Asks the nodes to cosign each head served; ``None``: heads go out uncosigned.
+        self.witnesses = witnesses
 
     def _head_of(self, size: int) -> SignedTreeHead | None:
         """A signed head of exactly ``size`` entries: a fresh one for the current size, else
@@ -60,7 +55,12 @@ class RegulatorService(pb_grpc.RegulatorServiceServicer):
         self, request: pb.SignedTreeHeadRequest, context: Any
     ) -> pb.SignedTreeHeadResponse:
         def handle(who: Principal) -> pb.SignedTreeHeadResponse:
-            return pb.SignedTreeHeadResponse(tree_head=tree_head_pb(self.authority.tree_head()))
+            head = self.authority.tree_head()
+            cosignatures = [] if self.witnesses is None else self.witnesses.collect(head)
+            return pb.SignedTreeHeadResponse(
+                tree_head=tree_head_pb(head),
+                cosignatures=[cosignature_pb(c) for c in cosignatures],
+            )
 
         return self.auth.serve("SignedTreeHead", context, ("regulator",), handle)
 

@@ -11,7 +11,8 @@ TLS everywhere by default. The hub listens on up to two ports:
 
 ``insecure=True`` serves plaintext, API keys only, and is refused unless every address is a
 loopback address. The hub talks to nodes with its own certificate (mTLS), or in plaintext when
-it is itself insecure.
+it is itself insecure; it asks them to witness the tree heads it serves
+(:mod:`sandbox.hub.witnesses`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sandbox.hub.firm import FirmService
 from sandbox.hub.jobs import HubJobs
 from sandbox.hub.nodes import DEFAULT_NODE_TIMEOUT_S, NodeClient, NodeRoute
 from sandbox.hub.regulator import RegulatorService
+from sandbox.hub.witnesses import HubWitnesses
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 #: The services the hub serves (what health reports and reflection lists).
@@ -87,11 +89,14 @@ class HubServer:
     health: health.HealthServicer
     nodes: NodeClient
     firm: FirmService = field(repr=False)
+    witnesses: HubWitnesses | None = field(default=None, repr=False)
 
     def stop(self, grace: float | None = None) -> None:
         for name in ("", *HUB_SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        if self.witnesses is not None:
+            self.witnesses.close()
         self.nodes.close()
 
     def wait(self) -> None:
@@ -158,7 +163,10 @@ def start(
     firm.jobs = HubJobs(authority, nodes, catalog=lambda: firm.catalog, routes=lambda: firm.routes)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     pb_grpc.add_FirmServiceServicer_to_server(firm, server)
-    pb_grpc.add_RegulatorServiceServicer_to_server(RegulatorService(authority, auth), server)
+    witnesses = HubWitnesses.open(authority, nodes, lambda: firm.routes)
+    pb_grpc.add_RegulatorServiceServicer_to_server(
+        RegulatorService(authority, auth, witnesses), server
+    )
     pb_grpc.add_DepartmentServiceServicer_to_server(
         DepartmentService(authority, auth, firm), server
     )
@@ -184,10 +192,11 @@ def start(
     except RuntimeError:
         port = 0
     if port == 0 or key_port == 0:
+        witnesses.close()
         nodes.close()
         where = address if port == 0 else api_key_address
         raise HubError(f"cannot listen on {where}; choose another address or free the port")
     server.start()
     for name in ("", *HUB_SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return HubServer(server, port, key_port, health_servicer, nodes, firm)
+    return HubServer(server, port, key_port, health_servicer, nodes, firm, witnesses)

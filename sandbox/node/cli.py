@@ -6,6 +6,9 @@ sandbox node serve --catalog DIR --authority-key PUB --state DIR     serve sandb
 sandbox node serve ... --insecure [--listen 127.0.0.1:PORT]          plaintext, loopback only
 sandbox node cap DATASET --epsilon E [--delta D]                     the department's own cap on
                  --authority-key PUB --state DIR                     a dataset (deny by default)
+sandbox node witness-key --state DIR                                 print the node's witness
+                                                                     public key (PEM) for the
+                                                                     regulators
 
 Every failure is one ``error:`` line on stderr and exit code 2.
 """
@@ -112,3 +115,12 @@ def node_cap(
         f"cap on {dataset}: epsilon {cap_eps:g}, delta {cap_dlt:g} "
         f"(spent so far: epsilon {spent_eps:g}, delta {spent_dlt:g})"
     )
+
+
+@node_app.command("witness-key")
+def node_witness_key(state: StateOpt) -> None:
+    """Print this node's witness public key (PEM): hand it to the regulators, who require
+    its cosignature on the log's tree heads (the node creates it at first start)."""
+    from sandbox.node.witness import witness_public_pem
+
+    typer.echo(_guard(lambda: witness_public_pem(state)), nl=False)

@@ -12,7 +12,9 @@ one and blocks until SIGINT or SIGTERM. The server
 * registers ``sandbox.v1.NodeService``, the standard health service (``SERVING`` once
   started) and server reflection;
 * reads only the manifests and opens the guard's store at start: the query engine is imported
-  in the background after the server is up, and each dataset is loaded at its first query.
+  in the background after the server is up, and each dataset is loaded at its first query;
+* opens the node's witness key and memory in its state directory (created at first start,
+  :mod:`sandbox.node.witness`).
 
 >>> loopback("127.0.0.1:7001"), loopback("[::1]:7001"), loopback("0.0.0.0:7001")
 (True, True, False)
@@ -48,6 +50,7 @@ from sandbox.credentials import Principal, principal_from_auth_context, principa
 from sandbox.errors import AuthenticationError, NodeServiceError
 from sandbox.node.service import NodeService, abort_with
 from sandbox.node.tasks import NodeTasks
+from sandbox.node.witness import NodeWitness
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,8 @@ class RunningNode:
         """Report NOT_SERVING, finish calls in flight for up to ``grace`` seconds, stop."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.service.witnessing is not None:
+            self.service.witnessing.close()
 
     def wait(self) -> None:
         """Block until the server stops."""
@@ -227,6 +232,7 @@ def start(
         authorize = _certificate_authorizer(ca_cert)
     service = NodeService.open(catalog, state, public_key, node, authorize)
     service.tasks = NodeTasks(service, public_key, state)
+    service.witnessing = NodeWitness.open(state, node, public_key)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="node-rpc"),

@@ -21,7 +21,13 @@ the role ``hub`` (``authorize``, supplied by :mod:`sandbox.node.server`):
     :meth:`NodeGuard.revoke <sandbox.node_guard.NodeGuard.revoke>`; the guard then refuses
     every instruction of that grant (``revoked``). A bad signature is ``PERMISSION_DENIED``.
 ``ReportMetadata``
-    The catalog's public metadata, the authority key the node trusts and its own spend.
+    The catalog's public metadata, the authority key the node trusts and its own spend, and
+    the node as a witness: its witness public key, name and the last head it cosigned.
+``Witness(WitnessRequest)``
+    Cosign the hub's signed tree head with the node's witness key, only if the authority
+    signed it and the consistency proof shows it extends the last head this node cosigned
+    (:mod:`sandbox.node.witness`). A refusal is ``FAILED_PRECONDITION`` with the reason, and
+    a warning in the node's log.
 
 The query engine (and OpenDP) is imported and each dataset's context is built at first use,
 so a node starts without loading any data.
@@ -38,6 +44,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 
+from policies.errors import WitnessError
 from policies.instructions import SignedMessage
 from policies.keys import key_id
 from policies.loss import DELTA_UNITS, EPS_UNITS, LossUnits, PrivacyLoss, units_fit
@@ -45,6 +52,7 @@ from sandbox.catalog import Catalog
 from sandbox.credentials import Principal
 from sandbox.errors import InstructionRefused, SandboxError
 from sandbox.node.convert import dataset_metadata_message, query_result_message
+from sandbox.node.witness import NodeWitness, cosignature_pb, tree_head_pb
 from sandbox.node_guard import Admission, NodeGuard
 from sandbox.protocol import PROTOCOL_VERSION
 from sandbox.protocol.v1 import sandbox_pb2 as pb
@@ -131,6 +139,8 @@ class NodeService(pb_grpc.NodeServiceServicer):
         self._engine_lock = threading.Lock()
         #: Federated-training tasks; ``None``: ``RunTask`` answers ``UNIMPLEMENTED``.
         self.tasks: TaskRunner | None = None
+        #: The node as a witness of the log; ``None``: ``Witness`` answers ``UNIMPLEMENTED``.
+        self.witnessing: NodeWitness | None = None
 
     @classmethod
     def open(
@@ -217,13 +227,35 @@ class NodeService(pb_grpc.NodeServiceServicer):
         self, request: pb.ReportMetadataRequest, context: Any
     ) -> pb.ReportMetadataResponse:
         self._require_hub(context)
-        return pb.ReportMetadataResponse(
+        reply = pb.ReportMetadataResponse(
             node=self.node,
             datasets=[dataset_metadata_message(m, self.node) for m in self.catalog],
             authority_key_id=self.authority_key_id,
             spends=self.spends(),
             protocol=PROTOCOL_VERSION,
         )
+        if self.witnessing is not None:
+            reply.witness_key_pem = self.witnessing.public_key_pem()
+            reply.witness_name = self.witnessing.name
+            last = self.witnessing.last_head()
+            if last is not None:
+                reply.last_witnessed_head.CopyFrom(tree_head_pb(last))
+        return reply
+
+    def Witness(  # gRPC's method name
+        self, request: pb.WitnessRequest, context: Any
+    ) -> pb.WitnessResponse:
+        """Cosign the hub's tree head if it extends the last one this node cosigned."""
+        self._require_hub(context)
+        if self.witnessing is None:
+            abort_with(context, grpc.StatusCode.UNIMPLEMENTED, "this node does not witness")
+        assert self.witnessing is not None
+        try:
+            cos = self.witnessing.witness(request)
+        except WitnessError as exc:
+            log.warning("tree head of size %d refused: %s", request.tree_head.size, exc)
+            abort_with(context, grpc.StatusCode.FAILED_PRECONDITION, _one_line(exc))
+        return pb.WitnessResponse(cosignature=cosignature_pb(cos), last_size=cos.size)
 
     def Revoke(  # gRPC's method name
         self, request: pb.NodeRevokeRequest, context: Any
