@@ -18,6 +18,7 @@ started them dies without stopping them (a notebook kernel killed, say).
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import sys
@@ -169,6 +170,7 @@ class Deployment:
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after a grace period); remove the state
         folder if it was a temporary one. Calling it again does nothing."""
+        atexit.unregister(self.stop)
         self.processes.stop_all()
         if self.watchdog is not None:
             if self.watchdog.poll() is None:
@@ -206,6 +208,7 @@ def start(
     deployment = Deployment(
         folder, "", Pki(folder / "pki"), folder / "authority.pub", {}, processes, temporary
     )
+    atexit.register(deployment.stop)  # a notebook that fails mid-way still cleans up on exit
     try:
         deployment.watchdog = _watchdog(folder / "logs" / "pids")
         _start_services(deployment, rows, say)
