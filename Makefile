@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED=0
 export RAY_USAGE_STATS_ENABLED=0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sandbox demo
 
-test: $(STAMP)
+# The browser tests (tests/web) drive Debian's chromium; install it once, quietly.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --durations=5

@@ -8,6 +8,9 @@ sandbox hub serve --state DIR --ca DIR_OR_CERT                   FirmService, Re
                                                                   DATASET=NODE@HOST:PORT names
                                                                   the node)
 sandbox hub serve ... --insecure [--listen 127.0.0.1:PORT]       plaintext, API keys, loopback
+sandbox hub serve ... --api-keys FILE --web HOST:PORT            also the web view (HTTPS with
+                                                                  the hub's certificate; plain
+                                                                  HTTP with --insecure)
 
 It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr, exit code 2.
 """
@@ -98,6 +101,10 @@ def hub_serve(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="plaintext, API keys only, loopback only")
     ] = False,
+    web: Annotated[
+        str | None,
+        typer.Option("--web", help="HOST:PORT of the web view (regulators, departments)"),
+    ] = None,
 ) -> None:
     """Serve the hub until SIGINT or SIGTERM."""
     _guard(
@@ -112,6 +119,7 @@ def hub_serve(
             api_keys=api_keys,
             api_key_listen=api_key_listen,
             insecure=insecure,
+            web=web,
         )
     )
 
@@ -129,12 +137,13 @@ def serve(
     api_key_listen: str | None,
     insecure: bool,
     echo: Callable[[str], None] = typer.echo,
+    web: str | None = None,
 ) -> None:
     """Check the options, start the hub (:func:`sandbox.hub.start`) and block until a signal."""
     from sandbox.hub.server import HubTLS, is_loopback, start
 
     if insecure:  # refused before anything is opened or created
-        bad = [a for a in (listen, api_key_listen) if a is not None and not is_loopback(a)]
+        bad = [a for a in (listen, api_key_listen, web) if a is not None and not is_loopback(a)]
         if bad:
             raise HubError(
                 f"--insecure serves plaintext, so only on loopback; {bad[0]} is not a loopback "
@@ -149,6 +158,8 @@ def serve(
         tls = HubTLS.from_files(cert, key, ca / "ca.pem" if ca.is_dir() else ca)
     if (api_keys is None) != (api_key_listen is None) and not insecure:
         raise HubError("--api-keys and --api-key-listen go together; give both or neither")
+    if web is not None and api_keys is None:
+        raise HubError("--web logs people in with API keys: give --api-keys FILE too")
     table = parse_routes(routes)
 
     from policies.authority import Authority
@@ -164,8 +175,9 @@ def serve(
             f"--route names {unknown[0]!r}, which is neither in --catalog nor registered; "
             "register it (RegisterDataset) or give its manifest with --catalog"
         )
+    authority = Authority(state)
     hub = start(
-        Authority(state),
+        authority,
         manifests,
         table,
         tls=tls,
@@ -181,6 +193,19 @@ def serve(
         f"hub serving sandbox.v1 on {host}:{hub.port} ({transport}){extra}; datasets: "
         f"{', '.join(sorted(table)) or 'none'}"
     )
+    site = None
+    if web is not None:
+        assert api_keys is not None
+        from sandbox.web import create_app, start_web
+
+        app = create_app(authority, ApiKeyStore(api_keys), secure=not insecure)
+        try:
+            site = start_web(app, web, certfile=cert, keyfile=key)
+        except BaseException:
+            hub.stop()
+            raise
+        scheme = "http" if insecure else "https"
+        echo(f"web view on {scheme}://{web.rsplit(':', 1)[0]}:{site.port}/")
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -192,4 +217,6 @@ def serve(
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     hub.wait()
+    if site is not None:
+        site.stop()
     echo("hub stopped")

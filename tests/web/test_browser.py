@@ -1,0 +1,143 @@
+"""The web view in a real Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright) against
+the app served by uvicorn on loopback over a real authority state."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.web import WebServer, create_app, start_web
+
+from .conftest import WebState, build_state
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (make chromium installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _serve(state: WebState) -> WebServer:
+    return start_web(create_app(state.authority, state.keys, secure=False), "127.0.0.1:0")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebState, str]]:
+    state = build_state(tmp_path_factory.mktemp("web"))
+    server = _serve(state)
+    try:
+        yield state, f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def _login(browser: Any, url: str, key: str) -> Any:
+    page = browser.new_context().new_page()
+    page.goto(f"{url}/login")
+    page.fill("#api_key", key)
+    page.click("#login")
+    return page
+
+
+def _banner(page: Any) -> str:
+    page.wait_for_selector("#integrity[data-state]", timeout=10_000)
+    return str(page.get_attribute("#integrity", "data-state"))
+
+
+def test_the_log_page_lists_entries_and_the_browser_proves_them(
+    browser: Any, site: tuple[WebState, str]
+) -> None:
+    state, url = site
+    page = _login(browser, url, state.regulator)
+    assert page.url.endswith("/log")
+    rows = page.locator("tr[data-entry-index]")
+    assert rows.count() == state.authority.log.size
+    assert _banner(page) == "ok", page.inner_text("#integrity")
+    assert page.locator("tr[data-proof='ok']").count() == rows.count()
+    assert "signature valid" in page.inner_text("#integrity-detail")
+    # the entry page checks its own inclusion proof against the signed head
+    page.click("a[href='/entry/3']")
+    assert _banner(page) == "ok"
+    assert page.inner_text("#proof-status") == "✓ included"
+
+
+def test_a_filter_narrows_the_table(browser: Any, site: tuple[WebState, str]) -> None:
+    state, url = site
+    page = _login(browser, url, state.regulator)
+    page.select_option("select[name=kind]", "release")
+    page.click("#apply")
+    page.wait_for_function(
+        "document.querySelectorAll('tr[data-entry-index]').length === 3", timeout=10_000
+    )
+    kinds = page.locator("tr[data-entry-index] td:nth-child(3)").all_inner_texts()
+    assert kinds == ["release"] * 3
+    assert "kind=release" in page.url
+    page.wait_for_selector("tr[data-proof='ok']")
+    assert _banner(page) == "ok"
+
+
+def test_a_firm_key_cannot_open_the_regulator_pages(
+    browser: Any, site: tuple[WebState, str]
+) -> None:
+    state, url = site
+    page = _login(browser, url, state.firm)
+    assert "firm keys cannot open the web view" in page.inner_text("#error")
+    page.goto(f"{url}/log")
+    assert page.url.endswith("/login")
+    # a department is logged in but is not a regulator
+    page = _login(browser, url, state.department)
+    response = page.goto(f"{url}/log")
+    assert response is not None and response.status == 403
+
+
+def test_a_department_approves_a_request_from_the_browser(
+    browser: Any, site: tuple[WebState, str]
+) -> None:
+    state, url = site
+    page = _login(browser, url, state.department)
+    assert page.url.endswith("/requests")
+    section = page.locator(f"#request-{state.request_id}")
+    section.locator("input[name=note]").fill("fine for statistics")
+    section.locator("button.approve").click()
+    assert f"approved {state.request_id}" in page.inner_text("#message")
+    assert page.locator(f"#request-{state.request_id}").count() == 0
+    from sandbox.hub.access import workflow_for
+
+    done = workflow_for(state.authority).get(state.request_id)
+    assert done.grant_id is not None  # the only reviewer approved: the grant is issued
+
+
+def test_an_edited_entry_turns_the_banner_red(browser: Any, tmp_path: Path) -> None:
+    state = build_state(tmp_path)
+    server = _serve(state)
+    try:
+        page = _login(browser, f"http://127.0.0.1:{server.port}", state.regulator)
+        assert _banner(page) == "ok"
+        with sqlite3.connect(state.root / "state" / "state.db") as db:
+            db.execute(
+                "UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), "
+                "'\"epsilon\":0.5', '\"epsilon\":0.1') AS BLOB) WHERE kind = 'release'"
+            )
+        page.reload()
+        assert _banner(page) == "bad"
+        assert "does not match the signed tree head" in page.inner_text("#integrity-status")
+        assert page.locator("tr[data-proof='bad']").count() == 3
+    finally:
+        server.stop()
