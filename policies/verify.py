@@ -147,7 +147,7 @@ def _verify(
         if previous.size > size:
             raise VerificationError(
                 f"the earlier tree head covers {previous.size} entries, this export only "
-                f"{size}: the log was truncated"
+                f"{size}: the log was truncated or rolled back to an older head"
             )
         if previous_root != previous.root:
             raise VerificationError(
