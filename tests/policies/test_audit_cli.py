@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,109 @@ def test_show_rejects_bad_input(state: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "ISO time" in result.output
     result = runner.invoke(app, ["audit", "show", "--state", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "no transparency log" in result.output
+
+
+def _export(state: Path, out: Path) -> Path:
+    result = runner.invoke(app, ["audit", "export", str(out), "--state", str(state)])
+    assert result.exit_code == 0, result.output
+    return default_keys_dir(state) / "log-public.pem"
+
+
+def test_verify_pins_by_default_and_forget_starts_over(
+    authority: Authority, state: Path, tmp_path: Path
+) -> None:
+    key = _export(state, tmp_path / "a.jsonl")
+    first = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "a.jsonl"), "--public-key", str(key)]
+    )
+    assert first.exit_code == 0 and "first verification of log 'default'" in first.output
+    authority.decide(query())
+    _export(state, tmp_path / "b.jsonl")
+    later = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "b.jsonl"), "--public-key", str(key)]
+    )
+    assert later.exit_code == 0 and "(2 new)" in later.output, later.output
+    older = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "a.jsonl"), "--public-key", str(key)]
+    )
+    assert older.exit_code == 1 and "rolled back" in older.output
+    other = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "a.jsonl"), "--public-key", str(key), "--log", "x"]
+    )
+    assert other.exit_code == 0, other.output  # another name, another memory
+    forgot = runner.invoke(app, ["audit", "forget"])
+    assert forgot.exit_code == 0 and "forgot log 'default'" in forgot.output
+    again = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "a.jsonl"), "--public-key", str(key)]
+    )
+    assert again.exit_code == 0 and "first verification" in again.output
+
+
+def test_prove_and_inclusion_files_verify_offline(
+    authority: Authority, state: Path, tmp_path: Path
+) -> None:
+    key = default_keys_dir(state) / "log-public.pem"
+    size = authority.log.size
+    proved = runner.invoke(
+        app, ["audit", "prove", "--from", "3", "--to", str(size), "--state", str(state)]
+    )
+    assert proved.exit_code == 0, proved.output
+    body = json.loads(proved.output)
+    assert body["proof"] == "consistency" and body["first"]["size"] == 3
+    assert body["second"]["size"] == size
+    (tmp_path / "c.json").write_text(proved.output)
+    ok = runner.invoke(app, ["audit", "verify", str(tmp_path / "c.json"), "--public-key", str(key)])
+    assert ok.exit_code == 0 and f"log of {size} entries" in ok.output, ok.output
+
+    included = runner.invoke(app, ["audit", "inclusion", "4", "--state", str(state)])
+    assert included.exit_code == 0, included.output
+    body = json.loads(included.output)
+    assert json.loads(body["entry"])["index"] == 4 and body["tree_head"]["size"] == size
+    (tmp_path / "i.json").write_text(included.output)
+    ok = runner.invoke(app, ["audit", "verify", str(tmp_path / "i.json"), "--public-key", str(key)])
+    assert ok.exit_code == 0 and "entry 4" in ok.output, ok.output
+
+    body["entry"] = body["entry"].replace("acme", "acne")  # the entry is not the logged one
+    (tmp_path / "bad.json").write_text(json.dumps(body))
+    bad = runner.invoke(
+        app, ["audit", "verify", str(tmp_path / "bad.json"), "--public-key", str(key)]
+    )
+    assert bad.exit_code == 1 and bad.output.startswith("FAILED: the proof does not hold")
+    wrong = runner.invoke(
+        app, ["audit", "prove", "--from", "9", "--to", "2", "--state", str(state)]
+    )
+    assert wrong.exit_code == 2 and "a log only grows" in wrong.output
+
+
+def test_show_an_export_offline_with_epsilon_purpose_and_grant(state: Path, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    key = _export(state, out)
+    shutil.rmtree(state)  # offline: the state is gone
+    result = runner.invoke(
+        app, ["audit", "show", "--export", str(out), "--public-key", str(key), "--kind", "release"]
+    )
+    assert result.exit_code == 0, result.output
+    header, row = result.output.splitlines()[:2]
+    assert "epsilon" in header and "purpose" in header and "grant" in header
+    assert "0.5" in row and "credit-risk-statistics" in row and "g-credit" in row
+    assert "release_sha256=" in row and "(1 entries)" in result.output
+    denied = runner.invoke(
+        app, ["audit", "show", "--export", str(out), "--public-key", str(key), "--decision", "deny"]
+    )
+    assert "(2 entries)" in denied.output and "marketing" in denied.output
+    out.write_bytes(out.read_bytes().replace(b"acme", b"acne"))
+    tampered = runner.invoke(app, ["audit", "show", "--export", str(out), "--public-key", str(key)])
+    assert tampered.exit_code == 1 and tampered.output.startswith("FAILED: ")
+
+
+def test_show_rejects_an_unknown_kind(state: Path) -> None:
+    result = runner.invoke(app, ["audit", "show", "--state", str(state), "--kind", "releases"])
+    assert result.exit_code == 2
+    assert "'releases' is not an entry kind" in result.output and "release," in result.output
+
+
+def test_show_from_the_state_names_purpose_and_epsilon(state: Path) -> None:
+    result = runner.invoke(app, ["audit", "show", "--state", str(state), "--kind", "release"])
+    assert result.exit_code == 0
+    row = result.output.splitlines()[1]
+    assert "0.5" in row and "credit-risk-statistics" in row and "g-credit" in row

@@ -80,3 +80,42 @@ def test_an_edited_memory_is_refused(tmp_path: Path, key: Ed25519PrivateKey) -> 
     with pytest.raises(VerificationError, match="log name"):
         memory.path("../etc")
     assert verifier_home({"SANDBOX_VERIFIER_HOME": str(tmp_path)}) == tmp_path
+
+
+def test_witnesses_and_their_count_are_pinned(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    from policies.witness import Witness
+
+    memory = VerifierMemory(tmp_path / "verifier")
+    log = _log(tmp_path / "log.db", key, 4)
+    witnesses = [Witness(tmp_path / f"{n}.db", n, Ed25519PrivateKey.generate()) for n in "ab"]
+
+    def export(out: Path, cosigners: list[Witness]) -> Path:
+        head = log.sign_tree_head()
+        cos = []
+        for w in cosigners:
+            last = w.last(head.key_id)
+            proof = [] if last is None else log.consistency_proof(last[0].size, head.size)
+            cos.append(w.witness(head, proof, key.public_key(), 1))
+        log.export(out, head=head, cosignatures=cos)
+        return out
+
+    keys = {w.name: w.public_key for w in witnesses}
+    first = export(tmp_path / "1.jsonl", witnesses)
+    verdict = memory.verify(first, key.public_key(), witness_keys=keys)  # no count: all of them
+    assert verdict.log.witnesses == ("a", "b")
+    pinned = memory.recall()
+    assert (
+        pinned is not None and pinned.min_witnesses == 2 and set(pinned.witness_keys) == {"a", "b"}
+    )
+    log.append("decision", {"firm": "z", "decision": "deny"})
+    one = export(tmp_path / "2.jsonl", witnesses[:1])
+    with pytest.raises(VerificationError, match="1 of the witnesses you trust .* 2 required"):
+        memory.verify(one, key.public_key())  # the pinned witnesses are required unasked
+    with pytest.raises(VerificationError, match="witness 'a' has key"):
+        memory.verify(one, key.public_key(), witness_keys={"a": key.public_key()})
+    with pytest.raises(VerificationError, match="only 2 witness keys are known"):
+        memory.verify(one, key.public_key(), min_witnesses=3)
+    both = export(tmp_path / "3.jsonl", witnesses)
+    assert memory.verify(both, key.public_key(), min_witnesses=1).log.witnesses == ("a", "b")
+    recalled = memory.recall()
+    assert recalled is not None and recalled.min_witnesses == 2  # a count never drops
