@@ -359,8 +359,23 @@ def step_revoke(story: Story) -> None:
         story.checked.append("revoked grant refused")
 
 
+def _witness_keys(story: Story) -> dict[str, Any]:
+    """Each department's witness public key, as `sandbox node witness-key --state DIR` prints
+    it from the node's state (what a department hands its regulator)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from sandbox.node.witness import witness_public_pem
+
+    return {
+        city.node.name: load_pem_public_key(
+            witness_public_pem(story.state / "nodes" / city.code / "state").encode()
+        )
+        for city in cities()
+    }
+
+
 def step_audit(story: Story) -> None:
-    from policies.verify import verify_export
+    from policies.verify import VerificationError, verify_export
 
     echo = story.echo
     echo("\n== Step 9. The regulator exports the log and verifies it offline ==")
@@ -369,12 +384,18 @@ def step_audit(story: Story) -> None:
     export.parent.mkdir(parents=True, exist_ok=True)
     with RegulatorClient(story.pki.profile(REGULATOR, story.hub)) as reg:
         head = reg.export(export, key)
+    witness_keys = _witness_keys(story)
     out = run_cli(
         ["audit", "verify", str(export), "--public-key", str(story.public_key)]
         + ["--verifier-home", str(story.state / "audit" / "verifier")],
         story.state / "logs" / "audit.log",
     )
-    report = verify_export(export, key)
+    try:
+        report = verify_export(
+            export, key, witness_keys=witness_keys, min_witnesses=len(witness_keys)
+        )
+    except VerificationError as exc:
+        raise DemoError(f"the exported log did not verify with every witness: {exc}") from None
     kinds: dict[str, int] = {}
     with open(export, "rb") as f:
         lines = f.read().splitlines()[1 : 1 + head.size]
@@ -390,7 +411,13 @@ def step_audit(story: Story) -> None:
         f"  every leaf re-hashed; root {report.root.hex()[:16]}... matches the tree head signed "
         f"by the authority's key ({story.public_key})"
     )
+    echo(
+        f"  cosigned by {len(report.witnesses)} of {len(witness_keys)} department witnesses "
+        f"({', '.join(sorted(report.witnesses))}): each node checked that this log extends the "
+        "one it cosigned before, so no department was shown a different log"
+    )
     story.checked.append("log verified")
+    story.checked.append("log witnessed")
 
 
 def _json(data: bytes) -> dict[str, Any]:
