@@ -281,7 +281,13 @@ class Authority:
         ob = decision.obligations
         decision_id = None
         common = {"firm": request.firm, "dataset": request.dataset, "request_digest": digest}
-        decision_fields = {**common, **decision.to_json()}
+        decision_fields = {
+            **common,
+            **decision.to_json(),
+            "purpose": request.purpose,
+            "epsilon": request.epsilon,
+            "delta": request.delta,
+        }
         if decision.permit and ob is not None:
             units = ob.loss.units
             decision_id = secrets.token_hex(16)

@@ -7,10 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from policies.bounds import MAX_GROUP_SIZE, check_all_text
+from policies.bounds import MAX_GROUP_SIZE, check_all_text, check_text
 from policies.errors import InvalidRequestError
 from policies.grants import Action, ColumnUse
 from policies.loss import PrivacyLoss
+
+#: The longest SQL text a request carries (the query service's own limit).
+MAX_SQL_LENGTH = 100_000
 
 
 class ColumnRef(BaseModel):
@@ -42,6 +45,10 @@ class Request(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("sql"), str):
+            check_text(data["sql"], "the request's SQL", MAX_SQL_LENGTH)
+            check_all_text({k: v for k, v in data.items() if k != "sql"}, "request")
+            return data
         return check_all_text(data, "request")
 
     firm: str = Field(min_length=1)
@@ -59,6 +66,11 @@ class Request(BaseModel):
         default=None,
         pattern=r"^[0-9a-f]{64}$",
         description="a training job's approved plan: SHA-256 hex of the job spec's canonical JSON",
+    )
+    sql: str | None = Field(
+        default=None,
+        max_length=MAX_SQL_LENGTH,
+        description="a query's SQL text as the firm sent it (logged with the request)",
     )
     _loss: PrivacyLoss = PrivateAttr()
 

@@ -329,6 +329,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
                     if request.HasField("min_group_size")
                     else None,
                     "grant_id": request.grant_id if request.HasField("grant_id") else None,
+                    "sql": request.sql,
                 }
             )
         )

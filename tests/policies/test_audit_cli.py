@@ -210,3 +210,16 @@ def test_show_from_the_state_names_purpose_and_epsilon(state: Path) -> None:
     assert result.exit_code == 0
     row = result.output.splitlines()[1]
     assert "0.5" in row and "credit-risk-statistics" in row and "g-credit" in row
+
+
+def test_entries_name_purpose_epsilon_and_the_sql(authority: Authority) -> None:
+    sql = "SELECT region, AVG(income) FROM tax WHERE age > 30 GROUP BY region " + " " * 20_000
+    decided = authority.decide(query(sql=sql))
+    request, decision = (
+        json.loads(authority.log.entry(i)) for i in (decided.log_index - 1, decided.log_index)
+    )
+    assert request["kind"] == "request" and request["request"]["sql"] == sql
+    assert decision["purpose"] == "credit-risk-statistics" and decision["grant_id"] == "g-credit"
+    assert (decision["epsilon"], decision["delta"]) == (0.5, 1e-8)
+    with pytest.raises(ValueError, match="100000"):
+        query(sql="S" * 100_001)
