@@ -17,6 +17,10 @@ given a tree head the regulator kept from earlier, checks that it is signed too 
 root is the root of the first entries of this export (so the log was only appended to).
 Given the witnesses it trusts (name -> public key) and ``min_witnesses``, it also requires that
 many of them to have cosigned the export's tree head (``policies.witness``).
+
+A *proof file* (``PROOF_FORMAT``, written by ``sandbox audit prove`` / ``inclusion``) holds an
+RFC 9162 consistency proof between two signed heads, or an inclusion proof of one entry's
+exact bytes under a signed head; :func:`verify_proof` checks it offline.
 """
 
 from __future__ import annotations

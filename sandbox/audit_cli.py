@@ -1,9 +1,13 @@
 """``sandbox audit``: what regulators run against the transparency log.
 
 sandbox audit export OUT [--tree-head FILE]                  export the log with a signed head
-sandbox audit verify FILE --public-key K [--previous FILE]   verify an export offline
+sandbox audit verify FILE --public-key K [--log NAME] [--witness NAME=PEM] [--min-witnesses K]
+                                                             verify an export (or a proof file)
+                                                             against the verifier's memory
+sandbox audit forget [--log NAME]                            drop what the memory pinned
+sandbox audit prove --from N [--to M] / inclusion INDEX      RFC 9162 proofs as JSON
 sandbox audit check                                          the ledger equals what the log implies
-sandbox audit show [--firm F] [--dataset D] [--decision permit|deny] [--since T] [--until T]
+sandbox audit show [--export FILE --public-key K] [--firm F] [--dataset D] [--kind K] ...
 
 The state directory (``--state``, default ``$SANDBOX_STATE`` or ``./var``) holds ``state.db``;
 the signing key lives apart in ``--keys`` (default ``$SANDBOX_KEYS`` or ``<state>-keys``),
