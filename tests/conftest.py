@@ -28,10 +28,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
 
 
+def _is_doctest(nodeid: str) -> bool:
+    # Under pytest-xdist the workers collect, not this process: there, a doctest is known by
+    # where it lives (docstring examples are in the packages, tests under tests/).
+    return nodeid in _DOCTESTS or not nodeid.startswith("tests/")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say how many docstring examples ran, next to the suite's own count."""
     counts = {
-        outcome: sum(1 for r in terminalreporter.stats.get(outcome, ()) if r.nodeid in _DOCTESTS)
+        outcome: sum(1 for r in terminalreporter.stats.get(outcome, ()) if _is_doctest(r.nodeid))
         for outcome in ("passed", "failed")
     }
     terminalreporter.write_line(
