@@ -3,6 +3,9 @@
 The log page never scans with ``OFFSET``: a page is ``WHERE <filters> AND idx < :before ORDER
 BY idx DESC LIMIT n``, and every filter column has an index whose entries are ordered by
 ``idx`` too (SQLite appends the rowid), so a deep page costs what the first one does.
+Entries are appended with the time of their commit, so ``ts_ms`` grows with ``idx`` (up to the
+clock skew of several hub processes writing one log): a time range is mapped to an ``idx``
+range through the ``ts_ms`` index.
 :func:`ensure_indexes` adds the indexes the log's own schema lacks (kind, decision, purpose).
 """
 
@@ -20,11 +23,12 @@ from policies.entries import ENTRY_KINDS
 from policies.errors import InvalidRequestError
 from policies.treehead import SignedTreeHead
 
-#: The purpose an entry names: its own, its request's or its grant's.
+#: The purpose an entry names: its own, its request's, its grant's or its access terms'.
 PURPOSE_SQL = (
     "coalesce(json_extract(CAST(data AS TEXT), '$.purpose'), "
     "json_extract(CAST(data AS TEXT), '$.request.purpose'), "
-    "json_extract(CAST(data AS TEXT), '$.grant.purpose'))"
+    "json_extract(CAST(data AS TEXT), '$.grant.purpose'), "
+    "json_extract(CAST(data AS TEXT), '$.terms.purpose'))"
 )
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS web_entries_kind ON entries (kind)",
@@ -152,12 +156,22 @@ def log_page(
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
-    if filters.since_ms is not None:
-        where.append("ts_ms >= ?")
-        args.append(filters.since_ms)
-    if filters.until_ms is not None:
-        where.append("ts_ms < ?")
-        args.append(filters.until_ms)
+    # A time range becomes an index range (the first entry at or after each bound, found on
+    # the ts_ms index), so the page still walks idx downwards; ``+ts_ms`` keeps the exact
+    # test without letting the planner sort the whole range by idx.
+    for bound, op, edge in ((filters.since_ms, ">=", ">="), (filters.until_ms, "<", "<")):
+        if bound is None:
+            continue
+        where.append(f"+ts_ms {op} ?")
+        args.append(bound)
+        first = conn.execute(
+            "SELECT idx FROM entries WHERE ts_ms >= ? ORDER BY ts_ms, idx LIMIT 1", (bound,)
+        ).fetchone()
+        if first is not None:
+            where.append(f"idx {edge} ?")
+            args.append(int(first[0]))
+        elif op == ">=":
+            where.append("0")  # nothing at or after ``since``
     if before is not None:
         where.append("idx < ?")
         args.append(before)
@@ -180,7 +194,20 @@ def _row(idx: int, data: bytes) -> LogRow:
         body = {}
     request: dict[str, Any] = body["request"] if isinstance(body.get("request"), dict) else {}
     grant: dict[str, Any] = body["grant"] if isinstance(body.get("grant"), dict) else {}
-    purpose = body.get("purpose") or request.get("purpose") or grant.get("purpose")
+    terms: dict[str, Any] = body["terms"] if isinstance(body.get("terms"), dict) else {}
+    purpose = next(
+        (
+            p
+            for p in (
+                body.get("purpose"),
+                request.get("purpose"),
+                grant.get("purpose"),
+                terms.get("purpose"),
+            )
+            if p is not None
+        ),
+        None,
+    )
     eps = body.get("epsilon")
     return LogRow(
         index=idx,
