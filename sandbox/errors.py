@@ -55,10 +55,10 @@ class Denied(SandboxError):
     Each reason's message says what to change (the grant, the purpose, the columns or the
     budget) before asking again."""
 
-    def __init__(self, decision: Decision):
+    def __init__(self, decision: Decision, hint: str = ""):
         self.decision = decision
         reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons)
-        super().__init__(f"denied: {reasons}")
+        super().__init__(f"denied: {reasons}" + (f" ({hint})" if hint else ""))
 
 
 class TrainingError(SandboxError):

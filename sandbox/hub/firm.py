@@ -32,6 +32,7 @@ import grpc  # type: ignore[import-untyped,unused-ignore]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies.authority import Authority, release_digest
+from policies.decision import Decision
 from policies.grants import Action, Grant
 from policies.instructions import Instruction, sign_instruction
 from policies.keys import load_signing_key
@@ -268,6 +269,24 @@ class FirmService(pb_grpc.FirmServiceServicer):
 
         return self.auth.serve("GetResult", context, ("firm",), handle)
 
+    def _next_step(self, firm: Principal, dataset: str, decision: Decision) -> str:
+        """What the firm can do about a denial for lack of a grant: which request of its own
+        still waits for which department, or how to ask for access."""
+        if not any(r.code == "no-grant" for r in decision.reasons):
+            return ""
+        from sandbox.hub.access import workflow_for
+
+        waiting = [
+            r
+            for r in workflow_for(self.authority).requests_of(firm.name)
+            if r.state.value in ("pending", "approved") and dataset in r.terms.datasets
+        ]
+        if waiting:
+            r = waiting[-1]
+            who = ", ".join(r.waiting_for) or "the authority, to issue the grant"
+            return f"your access request {r.request_id} for {dataset} is waiting for {who}"
+        return f"ask for access first: `sandbox request --datasets {dataset} ...`"
+
     # -- training jobs (sandbox.hub.jobs) -------------------------------------------------
 
     def _jobs(self, context: Any) -> TrainingJobs:
@@ -334,7 +353,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
             )
         )
         if not decision.permit or decision.obligations is None:
-            raise Denied(decision)
+            raise Denied(decision, self._next_step(firm, plan.dataset, decision))
         ob = decision.obligations
         grant = self.authority.registry.grant(ob.grant_id)
         # Reserve and sign what the node will spend (calibrated from public metadata only).

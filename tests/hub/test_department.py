@@ -55,6 +55,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, pums_catalog_dir: Path) -> I
     for principal in (
         Principal("hub", "hub-1"),
         Principal("firm", "acme"),
+        Principal("firm", "beta"),
         Principal("department", "census"),
         Principal("department", "tax"),
     ):
@@ -249,3 +250,18 @@ def test_hub_serve_route_to_an_unregistered_dataset_is_one_error_line(tmp_path: 
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "neither in --catalog nor registered" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_a_denial_for_lack_of_a_grant_says_what_to_do_next(setup: _Setup) -> None:
+    beta = setup.firm("beta")
+    query = pb.SubmitQueryRequest(
+        sql="SELECT COUNT(*) AS n FROM pums", purpose="labour-market research", epsilon=1.0
+    )
+    err = _refused(lambda: beta.SubmitQuery(query, timeout=10))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "ask for access first: `sandbox request --datasets pums" in err.details()
+    asked = beta.RequestAccess(pb.RequestAccessRequest(terms=_terms("pums")), timeout=10)
+    err = _refused(lambda: beta.SubmitQuery(query, timeout=10))
+    assert f"your access request {asked.request.request_id} for pums is waiting for census" in (
+        err.details()
+    )
