@@ -193,3 +193,13 @@ def test_hub_serve_web_runs_as_a_process(web_state: WebState) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_benchmark_measures_a_small_log(tmp_path: Path) -> None:
+    from benchmarks.web import build, measure
+    from sandbox.credentials import ApiKeyStore
+
+    authority = build(tmp_path / "state", 2000)
+    result = measure(authority, ApiKeyStore(tmp_path / "keys.db"), repeats=1)
+    assert result["entries"] == authority.log.size >= 2000
+    assert result["requests"] == 32 and 0 < result["log_page_p95_ms"] < 300
