@@ -141,3 +141,28 @@ def test_an_edited_entry_turns_the_banner_red(browser: Any, tmp_path: Path) -> N
         assert page.locator("tr[data-proof='bad']").count() == 3
     finally:
         server.stop()
+
+
+def test_the_banner_checks_consistency_with_the_head_seen_before(
+    browser: Any, site: tuple[WebState, str]
+) -> None:
+    state, url = site
+    page = _login(browser, url, state.regulator)
+    assert _banner(page) == "ok"  # this browser now remembers the head
+    seen = state.authority.log.size
+    for _ in range(5):
+        state.authority.log.append("policy", {"digest": "00"})
+    page.reload()
+    assert _banner(page) == "ok", page.inner_text("#integrity")
+    assert f"consistent with the head seen before (size {seen}): yes" in page.inner_text(
+        "#integrity-detail"
+    )
+    # a head this log does not extend (a fork), then a longer one (a truncation)
+    fake = "JSON.stringify({size: %d, root: 'ab'.repeat(32)})"
+    page.evaluate(f"localStorage.setItem('sbx-last-head', {fake % 3})")
+    page.reload()
+    assert _banner(page) == "bad"
+    assert "forked or rewritten" in page.inner_text("#integrity-status")
+    page.evaluate(f"localStorage.setItem('sbx-last-head', {fake % 10_000})")
+    page.reload()
+    assert _banner(page) == "bad" and "the log shrank" in page.inner_text("#integrity-status")
