@@ -56,10 +56,11 @@ HUB_SERVICE = "sandbox.v1.FirmService"
 #: Persons over the four cities (about 1/15 of it are enterprises, the nodes' datasets).
 DEFAULT_ROWS = 30_000
 
-#: Stops the deployment's process groups once its starter is gone (reparented).
+#: Stops the deployment's process groups once its starter is gone (reparented), then removes
+#: a temporary state folder.
 _WATCHDOG = """
-import os, signal, sys, time
-parent, pids = int(sys.argv[1]), sys.argv[2]
+import os, shutil, signal, sys, time
+parent, pids, remove = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 while os.getppid() == parent:
     time.sleep(0.5)
 def groups():
@@ -75,6 +76,8 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         except OSError:
             pass
     time.sleep(10)
+if remove:
+    shutil.rmtree(remove, ignore_errors=True)
 """
 
 
@@ -210,7 +213,7 @@ def start(
     )
     atexit.register(deployment.stop)  # a notebook that fails mid-way still cleans up on exit
     try:
-        deployment.watchdog = _watchdog(folder / "logs" / "pids")
+        deployment.watchdog = _watchdog(folder / "logs" / "pids", folder if temporary else None)
         _start_services(deployment, rows, say)
         chosen = [c.code for c in cities()] if register is True else list(register or ())
         for city in chosen:
@@ -222,11 +225,11 @@ def start(
     return deployment
 
 
-def _watchdog(pids: Path) -> subprocess.Popen[bytes]:
+def _watchdog(pids: Path, remove: Path | None) -> subprocess.Popen[bytes]:
     import os
 
     return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pids)],
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pids), str(remove or "")],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
