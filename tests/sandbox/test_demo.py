@@ -56,6 +56,7 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     assert "budget exhausted" in out and "budget-exhausted" in out
     assert "grant-revoked" in out  # the query after the revocation
     assert "`sandbox audit verify` says: OK" in out
+    assert "cosigned by 4 of 4 department witnesses" in out
 
     # The state folder: the exported log verifies offline with the authority's public key.
     report = verify_export(state / "audit" / "log.jsonl", load_public_key(state / "authority.pub"))
