@@ -6,7 +6,8 @@ It answers three kinds of messages from the ``ServerApp``:
 * ``train``: load the node's rows through its :class:`~federation.loader.Loader`, run DP-SGD
   from the received global weights, send back only the new weights (the output of the DP-SGD
   mechanism) and data-independent metrics;
-* ``evaluate``: held-out accuracy of the final model as two DP counts (correct, total).
+* ``evaluate``: a DP histogram of the held-out rows by class and predicted score, from which
+  the model card computes accuracy, AUC, the majority-class baseline and the class balance.
 
 Every message is first checked against the node's own approvals
 (:func:`federation.node_authorization.authorize`): the node runs only the plan approved for
@@ -42,7 +43,9 @@ from federation.zoo import build_model
 __all__ = [
     "NODE_NAME_KEY",
     "STATE_DIR_KEY",
+    "EVAL_BINS",
     "authorize",
+    "evaluation_histogram",
     "handle_evaluate",
     "handle_query",
     "handle_train",
@@ -152,13 +155,42 @@ def handle_train(
     return Message(content=content, reply_to=message)
 
 
+#: Score bins of the evaluation histogram: [0, 0.1), [0.1, 0.2), ... [0.9, 1]; 0.5 is an edge.
+EVAL_BINS = 10
+
+
+def evaluation_histogram(scores: np.ndarray, y: np.ndarray) -> dict[str, int]:
+    """Exact counts of held-out rows per (class, score bin): ``pos-i`` / ``neg-i``.
+
+    Every row falls in exactly one cell, so releasing every cell with an epsilon-DP count is
+    epsilon-DP as a whole (adding or removing one row changes one cell by one).
+
+    >>> evaluation_histogram(np.array([0.05, 0.95, 0.55]), np.array([0.0, 1.0, 0.0]))["neg-5"]
+    1
+    """
+    bins = np.minimum((np.clip(scores, 0.0, 1.0) * EVAL_BINS).astype(int), EVAL_BINS - 1)
+    positive = y == 1
+    out: dict[str, int] = {}
+    for i in range(EVAL_BINS):
+        out[f"pos-{i}"] = int((positive & (bins == i)).sum())
+        out[f"neg-{i}"] = int((~positive & (bins == i)).sum())
+    return out
+
+
 def handle_evaluate(
     message: Message,
     context: Context,
     loaders: Mapping[str, Loader],
     node_state: str | None = None,
 ) -> Message:
-    """Held-out accuracy of the received model as DP counts, once per approved use."""
+    """Evaluate the received model on the held-out rows, once per approved use.
+
+    The node releases one DP histogram of its held-out rows by true class and predicted-score
+    bin (:func:`evaluation_histogram`, every cell through OpenDP's Laplace mechanism at
+    ``eval_epsilon``; disjoint cells, so ``eval_epsilon`` in all). Accuracy, AUC, the
+    majority-class baseline and the class balance on the model card are computed from those
+    released cells only; ``dp-correct``/``dp-total`` are sums of them (post-processing).
+    """
     job = authorize(message, context, node_state)
     spec = job.spec
     data = _load(loaders, job.name, spec)
@@ -166,12 +198,17 @@ def handle_evaluate(
     job.store.take_evaluation(a.grant_id, a.dataset, a.plan_digest)
     model = build_model(spec.model, spec.features, spec.categorical, spec.model_params)
     load_weights(model, _received(message).to_torch_state_dict())
-    correct = int(((predict_proba(model, data.X_test) >= 0.5) == (data.y_test == 1)).sum())
-    half = spec.eval_epsilon / 2
+    exact = evaluation_histogram(predict_proba(model, data.X_test), data.y_test)
+    released = {key: dp_count(count, spec.eval_epsilon) for key, count in exact.items()}
+    half = EVAL_BINS // 2
+    correct = sum(released[f"pos-{i}"] for i in range(half, EVAL_BINS)) + sum(
+        released[f"neg-{i}"] for i in range(half)
+    )
     metrics = MetricRecord(
         {
-            "dp-correct": dp_count(correct, half),
-            "dp-total": dp_count(len(data.y_test), half),
+            "dp-correct": correct,
+            "dp-total": sum(released.values()),
+            **{f"dp-hist-{key}": value for key, value in released.items()},
         }
     )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=message)

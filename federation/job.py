@@ -65,6 +65,9 @@ class JobSpec(BaseModel):
     features: tuple[str, ...]
     categorical: dict[str, int] = Field(default_factory=dict)
     label: str
+    #: The label value that is the positive class (``positive: ">50K"``) when the label column
+    #: holds strings or several values; rows with any other value are class 0.
+    positive: str | None = Field(default=None, min_length=1, max_length=200)
     nodes: tuple[str, ...]
     rounds: int = Field(default=5, ge=1, le=1000)
     local_epochs: float = Field(default=1.0, gt=0, le=100)
@@ -100,6 +103,29 @@ class JobSpec(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise InvalidJobError(f"invalid training job: {describe_errors(exc)}") from None
+
+    @classmethod
+    def with_defaults(cls, rows: int, epsilon: float | None, **fields: Any) -> JobSpec:
+        """A job whose training settings follow :func:`default_settings` for ``rows`` (the
+        training rows of the smallest node, e.g. its released DP row count) and ``epsilon``
+        (None: a non-private job, ``dp=False``). Every field given in ``fields`` overrides the
+        rule (a firm may set any of them); the job fields (model, features, label, nodes, ...)
+        are given there too.
+
+        >>> spec = JobSpec.with_defaults(20_000, 3.0, model="mlp", features=("age",),
+        ...                              label="y", nodes=("a", "b"))
+        >>> spec.rounds, spec.sample_rate, spec.learning_rate
+        (10, 0.0128, 0.5)
+        >>> JobSpec.with_defaults(20_000, 3.0, model="mlp", features=("age",), label="y",
+        ...                       nodes=("a",), rounds=4).rounds
+        4
+        """
+        settings = default_settings(rows, epsilon)
+        if "batch_size" in fields:
+            settings.pop("sample_rate")
+        if "noise_multiplier" in fields:
+            settings.pop("target_epsilon", None)
+        return cls(**{**settings, **fields})
 
     @property
     def init_seed(self) -> int:
@@ -227,6 +253,53 @@ class JobSpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+#: The rule of :func:`default_settings`, in one place (documented in docs/federation.md).
+DEFAULT_BATCH_PER_ROWS = 64  # expected batch = rows / 64 ...
+DEFAULT_BATCH_RANGE = (16, 256)  # ... clamped to this range
+DEFAULT_ROUNDS = {"dp": 10, "non_private": 30}
+DEFAULT_LEARNING_RATE = {"dp": 0.5, "non_private": 0.1}
+DEFAULT_SERVER_MOMENTUM = {"dp": 0.5, "non_private": 0.9}
+DEFAULT_MAX_GRAD_NORM = 1.0
+
+
+def default_settings(rows: int, epsilon: float | None) -> dict[str, Any]:
+    """The training settings that work without tuning, from the data size and epsilon.
+
+    ``rows`` is the number of training rows of the smallest node (its DP row count is
+    enough); ``epsilon`` the job's target epsilon, or None for a non-private job. The rule:
+
+    * expected batch ``B = clamp(rows // 64, 16, 256)`` per step, i.e.
+      ``sample_rate = B / rows`` (larger batches for more rows: DP noise per step is divided
+      by the batch);
+    * one local epoch per round; FedAvg with server momentum (``strategy="fedavgm"``);
+    * without DP: 30 rounds, learning rate 0.1, server momentum 0.9;
+    * with DP: 10 rounds (fewer epochs leave less noise per step for the same epsilon),
+      learning rate 0.5 on gradients clipped to norm 1.0, server momentum 0.5 (momentum also
+      accumulates noise); ``target_epsilon = epsilon`` (the noise is calibrated from it).
+
+    >>> default_settings(800, None)["sample_rate"]
+    0.02
+    """
+    if rows < 1:
+        raise InvalidJobError(f"default settings need the node's row count (>= 1), got {rows}")
+    low, high = DEFAULT_BATCH_RANGE
+    batch = min(high, max(low, rows // DEFAULT_BATCH_PER_ROWS))
+    kind = "non_private" if epsilon is None else "dp"
+    out: dict[str, Any] = {
+        "rounds": DEFAULT_ROUNDS[kind],
+        "local_epochs": 1.0,
+        "sample_rate": min(1.0, round(batch / rows, 6)),
+        "learning_rate": DEFAULT_LEARNING_RATE[kind],
+        "strategy": "fedavgm",
+        "server_momentum": DEFAULT_SERVER_MOMENTUM[kind],
+        "max_grad_norm": DEFAULT_MAX_GRAD_NORM,
+        "dp": epsilon is not None,
+    }
+    if epsilon is not None:
+        out["target_epsilon"] = epsilon
+    return out
+
+
 def describe_errors(exc: ValidationError) -> str:
     """``field: message`` per problem on one line, without echoing the offending values; a
     field name that is not plain printable text is not echoed either, and at most five
@@ -246,6 +319,7 @@ def describe_errors(exc: ValidationError) -> str:
 
 #: Fields left out of :meth:`JobSpec.canonical_json` while at their default (hash stability).
 _LATER_FIELDS: tuple[str, ...] = (
+    "positive",
     "server_learning_rate",
     "server_momentum",
     "client_dp",

@@ -1,15 +1,18 @@
 """The model card released with a trained model.
 
 It states what the model was trained on and what that cost, using only released values: DP row
-counts (never exact ones), the epsilon/delta spent per dataset, DP held-out accuracy, and the
-hash of the job configuration.
+counts (never exact ones), the epsilon/delta spent per dataset, the settings used, and the
+held-out AUC, accuracy, majority-class baseline and class balance, all computed from the DP
+histograms the nodes released (:func:`federation.client_app.evaluation_histogram`). It warns
+when the model does no better than predicting the majority class.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from federation.job import JobSpec
 
@@ -24,6 +27,9 @@ class NodeCard:
     delta_spent: float
     rounds_participated: int
     dp_test_accuracy: float | None
+    dp_test_auc: float | None = None
+    #: Share of the positive class among the node's held-out rows (DP).
+    dp_positive_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,13 @@ class ModelCard:
     client_level: ClientLevelCard | None = None
     #: Which randomness the job fixed and where the rest came from (see :func:`randomness`).
     randomness: Mapping[str, str] = field(default_factory=dict)
+    dp_test_auc: float | None = None
+    #: Accuracy of always predicting the majority class of the held-out rows (DP).
+    dp_majority_baseline: float | None = None
+    dp_positive_share: float | None = None
+    #: The training settings used (learning rate, rounds, batch, clipping, ...).
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -79,15 +92,22 @@ class ModelCard:
             f"accountant: {self.accountant}, clipping norm {self.max_grad_norm})",
             f"- features: {', '.join(self.features)}",
             *[f"- randomness, {k.replace('_', ' ')}: {v}" for k, v in self.randomness.items()],
+            f"- settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
             f"- held-out accuracy (DP, all nodes): {_fmt(self.dp_test_accuracy)}",
+            f"- held-out AUC (DP): {_fmt(self.dp_test_auc)}",
+            f"- majority-class baseline accuracy (DP): {_fmt(self.dp_majority_baseline)}",
+            f"- positive class share (DP): {_fmt(self.dp_positive_share)}",
+            *[f"- **WARNING**: {w}" for w in self.warnings],
             "",
-            "| dataset | rows (DP) | epsilon | delta | rounds | held-out accuracy (DP) |",
-            "|---|---|---|---|---|---|",
+            "| dataset | rows (DP) | epsilon | delta | rounds | accuracy (DP) | AUC (DP) "
+            "| positive share (DP) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for n in self.nodes:
             lines.append(
                 f"| {n.dataset} | {n.dp_rows} | {n.epsilon_spent:.3f} | {n.delta_spent:g} | "
-                f"{n.rounds_participated} | {_fmt(n.dp_test_accuracy)} |"
+                f"{n.rounds_participated} | {_fmt(n.dp_test_accuracy)} | {_fmt(n.dp_test_auc)} "
+                f"| {_fmt(n.dp_positive_share)} |"
             )
         if self.client_level is not None:
             c = self.client_level
@@ -137,14 +157,20 @@ def build_model_card(
     dp_total: Mapping[str, int],
     failures: tuple[str, ...],
     client_level: ClientLevelCard | None = None,
+    dp_histograms: Mapping[str, Mapping[str, int]] | None = None,
+    noise_multipliers: Mapping[str, float] | None = None,
 ) -> ModelCard:
     """Assemble the card of a finished job from released values only.
 
     ``spec`` is the job's :class:`~federation.job.JobSpec`; accuracies are ratios of DP counts.
+    ``dp_histograms`` holds each node's released evaluation histogram (``pos-i``/``neg-i``
+    cells); AUC, baseline and class balance come from them (post-processing, no extra cost).
     """
+    histograms = dict(dp_histograms or {})
     nodes = []
     for name in spec.nodes:
         eps, delta = spent[name]
+        hist = histograms.get(name)
         nodes.append(
             NodeCard(
                 dataset=name,
@@ -153,10 +179,17 @@ def build_model_card(
                 delta_spent=delta,
                 rounds_participated=rounds_participated.get(name, 0),
                 dp_test_accuracy=_ratio(dp_correct.get(name), dp_total.get(name)),
+                dp_test_auc=None if hist is None else histogram_auc(hist),
+                dp_positive_share=None if hist is None else _positive_share(hist),
             )
         )
     total_correct = sum(dp_correct.values()) if dp_correct else None
     total = sum(dp_total.values()) if dp_total else None
+    pooled = _pool(histograms.values()) if histograms else None
+    accuracy = _ratio(total_correct, total)
+    share = None if pooled is None else _positive_share(pooled)
+    baseline = None if share is None else max(share, 1.0 - share)
+    auc = None if pooled is None else histogram_auc(pooled)
     return ModelCard(
         model=spec.model,
         model_params=dict(spec.model_params),
@@ -170,11 +203,119 @@ def build_model_card(
         max_grad_norm=spec.max_grad_norm,
         config_hash=config_hash,
         nodes=tuple(nodes),
-        dp_test_accuracy=_ratio(total_correct, total),
+        dp_test_accuracy=accuracy,
         failures=failures,
         client_level=client_level,
         randomness=randomness(spec),
+        dp_test_auc=auc,
+        dp_majority_baseline=baseline,
+        dp_positive_share=share,
+        settings=settings_used(spec, noise_multipliers),
+        warnings=quality_warnings(accuracy, baseline, auc),
     )
+
+
+#: The card warns when DP accuracy exceeds the majority-class baseline by less than this.
+BASELINE_MARGIN = 0.005
+#: ... or when the DP AUC is at most this (the model ranks rows about as well as chance).
+CHANCE_AUC = 0.55
+
+
+def quality_warnings(
+    accuracy: float | None, baseline: float | None, auc: float | None
+) -> tuple[str, ...]:
+    """The card's warnings: a model no better than predicting the majority class.
+
+    >>> quality_warnings(0.76, 0.76, 0.5)[0][:40]
+    'held-out accuracy 0.760 is no better tha'
+    >>> quality_warnings(0.85, 0.76, 0.9)
+    ()
+    """
+    out = []
+    if accuracy is not None and baseline is not None and accuracy < baseline + BASELINE_MARGIN:
+        out.append(
+            f"held-out accuracy {accuracy:.3f} is no better than always predicting the "
+            f"majority class ({baseline:.3f}); the model is not useful as it stands. Try the "
+            "default settings (JobSpec.with_defaults), more rows, or a larger epsilon"
+        )
+    if auc is not None and auc <= CHANCE_AUC:
+        out.append(
+            f"held-out AUC {auc:.3f} is close to chance (0.5): the model barely ranks the "
+            "positive class above the negative one"
+        )
+    return tuple(out)
+
+
+def settings_used(
+    spec: JobSpec, noise_multipliers: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """The training settings of ``spec`` as the card lists them."""
+    out: dict[str, Any] = {
+        "learning_rate": spec.learning_rate,
+        "rounds": spec.rounds,
+        "local_epochs": spec.local_epochs,
+        "strategy": spec.strategy,
+        "max_grad_norm": spec.max_grad_norm,
+    }
+    if spec.sample_rate is not None:
+        out["sample_rate"] = spec.sample_rate
+    if spec.batch_size is not None:
+        out["batch_size"] = spec.batch_size
+    if spec.strategy == "fedavgm":
+        out["server_learning_rate"] = spec.server_learning_rate
+        out["server_momentum"] = spec.server_momentum
+    if spec.strategy == "fedprox":
+        out["proximal_mu"] = spec.proximal_mu
+    if spec.dp:
+        if spec.target_epsilon is not None:
+            out["target_epsilon"] = spec.target_epsilon
+        out["target_delta"] = spec.target_delta
+        if noise_multipliers:
+            out["noise_multiplier_max"] = round(max(noise_multipliers.values()), 4)
+    out["eval_epsilon"] = spec.eval_epsilon
+    if spec.positive is not None:
+        out["positive"] = spec.positive
+    return out
+
+
+def _bins(hist: Mapping[str, int], kind: str) -> list[int]:
+    count = sum(1 for key in hist if key.startswith(f"{kind}-"))
+    return [max(0, int(hist.get(f"{kind}-{i}", 0))) for i in range(count)]
+
+
+def _pool(hists: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for hist in hists:
+        for key, value in hist.items():
+            out[key] = out.get(key, 0) + max(0, int(value))
+    return out
+
+
+def _positive_share(hist: Mapping[str, int]) -> float | None:
+    pos, neg = sum(_bins(hist, "pos")), sum(_bins(hist, "neg"))
+    return _ratio(pos, pos + neg)
+
+
+def histogram_auc(hist: Mapping[str, int]) -> float | None:
+    """AUC from a histogram of scores by class (``pos-i``/``neg-i``, bin i below bin i+1):
+    the probability that a positive row scores above a negative one, ties counting half.
+
+    >>> histogram_auc({"pos-0": 0, "pos-1": 5, "neg-0": 5, "neg-1": 0})
+    1.0
+    >>> histogram_auc({"pos-0": 2, "pos-1": 2, "neg-0": 2, "neg-1": 2})
+    0.5
+    """
+    pos, neg = _bins(hist, "pos"), _bins(hist, "neg")
+    total = sum(pos) * sum(neg)
+    if not total:
+        return None
+    below = 0
+    wins = 0.0
+    for i, p in enumerate(pos):
+        n_i = neg[i] if i < len(neg) else 0
+        wins += p * (below + 0.5 * n_i)
+        below += n_i
+    return min(1.0, max(0.0, wins / total))
 
 
 def _ratio(num: int | None, den: int | None) -> float | None:

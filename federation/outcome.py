@@ -31,6 +31,8 @@ class JobOutcome:
     evaluated: dict[str, bool] = field(default_factory=dict)
     dp_correct: dict[str, int] = field(default_factory=dict)
     dp_total: dict[str, int] = field(default_factory=dict)
+    #: Each node's released evaluation histogram (``pos-i``/``neg-i`` cells, DP counts).
+    dp_histograms: dict[str, dict[str, int]] = field(default_factory=dict)
     rounds: list[RoundMetrics] = field(default_factory=list)
     failures: list[NodeFailure] = field(default_factory=list)
     weights: Weights | None = None
@@ -85,6 +87,7 @@ def client_level_card(
 
 def _card(
     spec: JobSpec,
+    plan: JobPlan,
     outcome: JobOutcome,
     spent: dict[str, PrivacyCost],
     client: ClientLevelCard | None,
@@ -99,6 +102,8 @@ def _card(
         dp_total=outcome.dp_total,
         failures=tuple(f"{f.node} at {f.stage}: {f.reason}" for f in outcome.failures),
         client_level=client,
+        dp_histograms=outcome.dp_histograms,
+        noise_multipliers={n: p.noise_multiplier for n, p in plan.nodes.items()},
     )
 
 
@@ -120,7 +125,7 @@ def collect_result(spec: JobSpec, plan: JobPlan, outcome: JobOutcome) -> Trainin
         predicted=dict(plan.predicted),
         spent=spent,
         failures=outcome.failures,
-        model_card=_card(spec, outcome, spent, client) if completed else None,
+        model_card=_card(spec, plan, outcome, spent, client) if completed else None,
         abort_reason=reason,
         round_weights=outcome.round_weights,
         client_level_predicted=plan.client_level,

@@ -236,7 +236,7 @@ class JobServer:
             self.on_round(rnd, current)
 
     def evaluate(self, grid: Grid, arrays: ArrayRecord) -> None:
-        """Final held-out evaluation, released as DP counts."""
+        """Final held-out evaluation: each node's DP histogram by class and score bin."""
         messages = [self.message(nid, MessageType.EVALUATE, arrays) for nid in self.names]
         for name in self.names.values():
             # Charged once asked: a node may compute its counts and fail before replying.
@@ -246,6 +246,12 @@ class JobServer:
             name = self.names[reply.metadata.src_node_id]
             self.outcome.dp_correct[name] = int(_metric(reply, "dp-correct"))
             self.outcome.dp_total[name] = int(_metric(reply, "dp-total"))
+            metrics = reply.content["metrics"]
+            self.outcome.dp_histograms[name] = {
+                key.removeprefix("dp-hist-"): int(_metric(reply, key))
+                for key in metrics
+                if key.startswith("dp-hist-")
+            }
 
     # --- messaging ---------------------------------------------------------------------------
 

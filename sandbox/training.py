@@ -85,6 +85,36 @@ def encode_column(spec: ColumnSpec, values: Array) -> Array:
     return scaled.astype(np.float32)
 
 
+def encode_label(values: list[Any], positive: str | None, label: str = "label") -> Array:
+    """The label as classes 0/1 for a binary model.
+
+    With ``positive`` (the job's ``positive: ">50K"``), a row is 1 iff its value, as text,
+    equals ``positive`` (numbers compare by their text: ``positive: "1"`` matches 1 and
+    ``"1.0"`` matches 1.0); everything else, missing values included, is 0. Without it the
+    label must already hold only 0 and 1 (missing: 0); other values are refused with a
+    message naming the fix.
+
+    >>> encode_label([">50K", "<=50K", None], ">50K").tolist()
+    [1.0, 0.0, 0.0]
+    >>> encode_label([0, 1, 1], None).tolist()
+    [0.0, 1.0, 1.0]
+    """
+    if positive is not None:
+        return np.array([v is not None and str(v) == positive for v in values], dtype=np.float32)
+    out = np.zeros(len(values), dtype=np.float32)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, bool | int | float) and value in (0, 1):
+            out[i] = float(value)
+            continue
+        raise TrainingError(
+            f"label {label!r} holds values other than 0 and 1; name the positive class in the "
+            f'job (for example positive: ">50K"); every other value becomes class 0'
+        )
+    return out
+
+
 def _unit(secret: bytes, purpose: bytes, key: bytes) -> float:
     """HMAC-SHA256 of ``key`` under the node's secret, as a number in [0, 1)."""
     mac = hmac.new(secret, purpose + b"\0" + key, hashlib.sha256).digest()
@@ -156,6 +186,8 @@ class CatalogLoader:
     label: str
     node_state: str
     test_fraction: float = 0.2
+    #: The label value of the positive class (the job's ``positive``); see :func:`encode_label`.
+    positive: str | None = None
 
     def frame(self, node_id: str) -> pl.DataFrame:
         """The node's rows, one per person (see :func:`person_rows`)."""
@@ -172,7 +204,7 @@ class CatalogLoader:
         frame = person_rows(manifest, secret)
         columns = [encode_column(manifest.column(f), frame[f].to_numpy()) for f in self.features]
         X = np.column_stack(columns).astype(np.float32)
-        y = frame[self.label].to_numpy().astype(np.float32)
+        y = encode_label(frame[self.label].to_list(), self.positive, self.label)
         test = held_out(frame, secret, self.test_fraction, manifest.privacy_unit.id_column)
         categorical = {
             f: len(manifest.column(f).categories or ())
@@ -331,7 +363,11 @@ class _Job:
             service._store(node).approve(approval)
             self.approvals[node] = approval
         loader = CatalogLoader(
-            str(service.catalog.root), tuple(spec.features), spec.label, str(service.node_state)
+            str(service.catalog.root),
+            tuple(spec.features),
+            spec.label,
+            str(service.node_state),
+            positive=spec.positive,
         )
         # The run is checked against what the ledger reserved for each dataset.
         reserved = {r.dataset: PrivacyCost(r.epsilon, r.delta) for r in reservations}

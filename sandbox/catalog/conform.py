@@ -13,6 +13,8 @@ default) or clamped (``clamp``); the privacy unit's contribution bound is enforc
 from __future__ import annotations
 
 import datetime as dt
+from itertools import islice
+from pathlib import Path
 
 import polars as pl
 
@@ -81,7 +83,9 @@ def _read_typed(manifest: Manifest) -> tuple[pl.DataFrame, dict[str, int]]:
         raise ManifestError(f"{manifest.path}: file: data file {path} does not exist")
     try:
         if path.suffix == ".csv":
-            frame = pl.read_csv(path, infer_schema_length=0)  # all strings; cast below
+            separator = manifest.separator or detect_separator(path)
+            # all strings; cast below
+            frame = pl.read_csv(path, infer_schema_length=0, separator=separator)
         elif path.suffix == ".parquet":
             frame = pl.read_parquet(path)
         else:
@@ -89,7 +93,50 @@ def _read_typed(manifest: Manifest) -> tuple[pl.DataFrame, dict[str, int]]:
     except (pl.exceptions.PolarsError, OSError) as exc:
         reason = type(exc).__name__
         raise ManifestError(f"{manifest.path}: file: cannot read {path.name} ({reason})") from None
-    return _typed(manifest, frame)
+    return _typed(manifest, _renamed(manifest, frame))
+
+
+#: Delimiters :func:`detect_separator` considers, in order of preference on a tie.
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def detect_separator(path: Path, sample_lines: int = 20) -> str:
+    """The CSV delimiter of ``path``: among :data:`SEPARATORS`, the one that occurs the same
+    (non-zero) number of times on each of the first lines and most often in the header
+    (quoted fields are not counted). A file whose lines agree on none is read with ``,``; a
+    manifest names another with ``separator:``.
+    """
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        lines = [line.rstrip("\r\n") for line in islice(handle, sample_lines)]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ","
+    best, best_count = ",", 0
+    for sep in SEPARATORS:
+        counts = {_count_unquoted(line, sep) for line in lines}
+        if len(counts) == 1 and (count := counts.pop()) > best_count:
+            best, best_count = sep, count
+    return best
+
+
+def _count_unquoted(line: str, sep: str) -> int:
+    count, quoted = 0, False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char == sep and not quoted:
+            count += 1
+    return count
+
+
+def _renamed(manifest: Manifest, frame: pl.DataFrame) -> pl.DataFrame:
+    """Read each column with a ``source`` header under its manifest name."""
+    mapping = {
+        c.source: c.name
+        for c in manifest.columns
+        if c.source is not None and c.source != c.name and c.source in frame.columns
+    }
+    return frame.rename(mapping) if mapping else frame
 
 
 def _typed(manifest: Manifest, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:

@@ -58,12 +58,19 @@ class ColumnSpec(BaseModel):
     bounds: tuple[Any, Any] | None = None
     categories: tuple[Any, ...] | None = None
     description: str = ""
+    #: The column's header in the data file when it is not a valid name (``hours-per-week``,
+    #: ``marital status``): the file's column ``source`` is read as ``name``.
+    source: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("name")
     @classmethod
     def _name_is_identifier(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(f"column name {value!r} must be letters, digits and underscores")
+            raise ValueError(
+                f"column name {value!r} must be letters, digits and underscores; for a file "
+                "header with other characters give a valid name and the header as source "
+                "(name: hours_per_week, source: hours-per-week)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -128,6 +135,9 @@ class Manifest(BaseModel):
     row_bound: int = Field(default=DEFAULT_ROW_BOUND, ge=1, le=MAX_ROW_BOUND)
     max_delta: float | None = None
     out_of_bounds: Literal["clamp", "refuse"] = "refuse"
+    #: The CSV field delimiter; None: detected from the file's first lines (see
+    #: :func:`sandbox.catalog.conform.detect_separator`).
+    separator: str | None = Field(default=None, min_length=1, max_length=1)
     columns: tuple[ColumnSpec, ...]
     path: Path | None = Field(default=None, exclude=True)
 
@@ -156,6 +166,10 @@ class Manifest(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"columns: duplicate column names {duplicates}")
+        sources = [c.source or c.name for c in self.columns]
+        clashes = sorted({n for n in sources if sources.count(n) > 1})
+        if clashes:
+            raise ValueError(f"columns: two columns read the same file column {clashes}")
         unit = self.privacy_unit.id_column
         if unit is not None and unit not in names:
             raise ValueError(f"privacy_unit.id_column: {unit!r} is not a declared column")
@@ -176,7 +190,14 @@ class Manifest(BaseModel):
 
     def public_metadata(self) -> dict[str, Any]:
         """What a firm may see about this dataset (everything but local paths)."""
-        return self.model_dump(mode="json", exclude={"path"})
+        data = self.model_dump(mode="json", exclude={"path"})
+        # Fields added later are left out while unset, so existing metadata stays identical.
+        if data.get("separator") is None:
+            data.pop("separator", None)
+        for column in data["columns"]:
+            if column.get("source") is None:
+                column.pop("source", None)
+        return data
 
     def delta_limit(self) -> str:
         """The rule a query's delta must satisfy on this dataset, in words."""
