@@ -1,0 +1,1 @@
+"""The sandbox's Flower App Bundle (FAB): entry points only, the code is the installed sandbox."""

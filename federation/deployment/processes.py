@@ -1,0 +1,340 @@
+"""Real Flower deployment processes on one machine or across machines: a SuperLink with TLS
+and SuperNode authentication, SuperNodes registered by their keys, runs started with
+``flwr run`` from the sandbox's FAB.
+
+Everything a process needs is written under one working directory:
+
+* ``tls/``: the SuperLink's certificate, issued by the sandbox CA
+  (:mod:`sandbox.credentials.ca`) with SANs for the addresses it serves (127.0.0.1 and
+  localhost by default), and the CA certificate every SuperNode and ``flwr`` pins;
+* ``flwr-home/config.toml``: the ``flwr`` CLI's SuperLink connection (address, CA);
+* ``keys/<name>``, ``keys/<name>.pub``: a SuperNode's EC P-256 key (OpenSSH format), registered
+  with ``flwr supernode register`` before the SuperNode starts;
+* ``logs/``: each process's output (Flower's own output never reaches the terminal).
+
+Runtime dependency installation is disabled everywhere: the apps run in the environment where
+the sandbox is installed. ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` (how often a SuperExec looks for
+an app to start, 1 s by default) is set to :data:`TASK_POLL_INTERVAL_S` in every process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from federation.errors import FederationError
+
+__all__ = [
+    "FAB_DIR",
+    "DeploymentError",
+    "Federation",
+    "SuperNode",
+    "free_port",
+    "write_node_key",
+]
+
+#: The sandbox's FAB (pyproject.toml + entry points).
+FAB_DIR = Path(__file__).parent / "fab"
+#: How often each SuperExec polls for an app to start (Flower's default: 1.0 s).
+TASK_POLL_INTERVAL_S = 0.02
+#: The SuperLink connection name in the ``flwr`` CLI's config.
+CONNECTION = "sandbox"
+
+
+class DeploymentError(FederationError):
+    """A Flower deployment process could not be started, registered or reached."""
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bin(name: str) -> str:
+    """A Flower executable next to this interpreter (the sandbox's environment)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+def write_node_key(directory: Path, name: str) -> tuple[Path, Path]:
+    """A new EC P-256 SuperNode key, ``<name>`` (private, 0600) and ``<name>.pub``."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = directory / name, directory / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    return private, public
+
+
+@dataclass
+class SuperNode:
+    """A running SuperNode process."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    key: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the SuperNode (and the SuperExec it started)."""
+        _stop(self.process, sig)
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@dataclass
+class Federation:
+    """A SuperLink and its SuperNodes, all with their state under ``workdir``.
+
+    ``hosts`` are the names the SuperLink's certificate covers (its SANs).
+    """
+
+    workdir: Path
+    port: int = 0
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    env_extra: Mapping[str, str] = field(default_factory=dict)
+    superlink: subprocess.Popen[bytes] | None = None
+    nodes: dict[str, SuperNode] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        for sub in ("tls", "keys", "logs", "flwr-home", "runs"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.port:
+            self.port = free_port()
+
+    # --- paths and environment ---------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.workdir / "tls" / "ca.pem"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "FLWR_HOME": str(self.workdir / "flwr-home"),
+                "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(TASK_POLL_INTERVAL_S),
+                "FLWR_TELEMETRY_ENABLED": "0",
+                "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            }
+        )
+        env.update(self.env_extra)
+        return env
+
+    def _log(self, name: str) -> int:
+        return os.open(
+            self.workdir / "logs" / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+
+    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        fd = self._log(name)
+        try:
+            return subprocess.Popen(
+                argv,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=self.workdir,
+                start_new_session=True,  # its own process group: stopped with its children
+            )
+        finally:
+            os.close(fd)
+
+    def _cli(self, argv: list[str], timeout: float = 60) -> str:
+        done = subprocess.run(
+            [_bin("flwr"), *argv],
+            capture_output=True,
+            env=self.env(),
+            cwd=self.workdir,
+            timeout=timeout,
+            check=False,
+        )
+        out = done.stdout.decode("utf-8", "replace")
+        if done.returncode != 0:
+            err = done.stderr.decode("utf-8", "replace")
+            raise DeploymentError(
+                f"`flwr {argv[0]} {argv[1] if len(argv) > 1 else ''}` failed: "
+                f"{(out + err).strip()[-800:]}"
+            )
+        return out
+
+    # --- TLS -----------------------------------------------------------------------------------
+
+    def issue_tls(self, ca_dir: Path | None = None) -> None:
+        """Issue the SuperLink's certificate from the sandbox CA in ``ca_dir`` (a new CA under
+        ``workdir/ca`` if None) and write the flwr CLI's connection config."""
+        from sandbox.credentials.ca import init_ca, issue_certificate, load_ca
+        from sandbox.credentials.identity import Principal
+
+        tls = self.workdir / "tls"
+        if ca_dir is None:
+            ca_dir = self.workdir / "ca"
+            ca = load_ca(ca_dir) if (ca_dir / "ca-key.pem").exists() else init_ca(ca_dir)
+        else:
+            ca = load_ca(ca_dir)
+        for old in tls.glob("hub-flower-superlink*"):
+            old.unlink()
+        issued = issue_certificate(
+            ca, Principal("hub", "flower-superlink"), out_dir=tls, hosts=self.hosts
+        )
+        self.ca_cert.write_bytes(ca.cert_pem())
+        self.cert, self.key = issued.cert_path, issued.key_path
+        (self.workdir / "flwr-home" / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{self.address}"\nroot-certificates = "{self.ca_cert}"\n',
+            encoding="utf-8",
+        )
+
+    # --- processes -----------------------------------------------------------------------------
+
+    def start_superlink(self, timeout: float = 60) -> None:
+        """Start ``flower-superlink`` with TLS, SuperNode authentication on and runtime
+        dependency installation off; returns once its API answers."""
+        if not hasattr(self, "cert"):
+            self.issue_tls()
+        argv = [
+            _bin("flower-superlink"),
+            "--ssl-certfile", str(self.cert),
+            "--ssl-keyfile", str(self.key),
+            "--ssl-ca-certfile", str(self.ca_cert),
+            "--enable-supernode-auth",
+            "--disable-runtime-dependency-installation",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--database", str(self.workdir / "superlink.db"),
+        ]  # fmt: skip
+        self.superlink = self._popen("superlink", argv)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.superlink.poll() is not None:
+                raise DeploymentError(
+                    f"flower-superlink exited ({self.superlink.returncode}); see "
+                    f"{self.workdir / 'logs' / 'superlink.log'}"
+                )
+            try:
+                self._cli(["supernode", "list", CONNECTION, "--format", "json"], timeout=30)
+                return
+            except DeploymentError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def register(self, name: str) -> Path:
+        """Make a key for SuperNode ``name`` and register it with the SuperLink; returns the
+        private key's path."""
+        private, public = write_node_key(self.workdir / "keys", name)
+        for attempt in range(20):  # the SuperLink may still be finishing its start
+            try:
+                self._cli(["supernode", "register", str(public), CONNECTION, "--name", name])
+                return private
+            except DeploymentError as exc:
+                if "unavailable" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.25)
+        return private
+
+    def start_supernode(
+        self,
+        name: str,
+        node_config: Mapping[str, str | int | float],
+        *,
+        key: Path | None = None,
+        runtime_port: int | None = None,
+    ) -> SuperNode:
+        """Start a SuperNode for dataset ``name`` with ``node_config``; ``key`` defaults to a
+        newly registered one."""
+        key = key if key is not None else self.register(name)
+        config = " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items())
+        argv = [
+            _bin("flower-supernode"),
+            "--superlink", self.address,
+            "--root-certificates", str(self.ca_cert),
+            "--auth-supernode-private-key", str(key),
+            "--node-config", config,
+            "--port", str(runtime_port or free_port()),
+        ]  # fmt: skip
+        node = SuperNode(name, self._popen(f"supernode-{name}", argv), key)
+        self.nodes[name] = node
+        return node
+
+    def connected(self) -> int:
+        """How many SuperNodes the SuperLink sees online."""
+        out = self._cli(["supernode", "list", CONNECTION, "--format", "json"])
+        nodes = json.loads(out).get("nodes", [])
+        return sum(1 for n in nodes if str(n.get("status", "")).lower() == "online")
+
+    def wait_connected(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.connected() < count:
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"fewer than {count} SuperNode(s) connected in {timeout} s")
+            time.sleep(0.2)
+
+    def run(self, run_config: Mapping[str, str]) -> int:
+        """Start the FAB with ``flwr run`` and ``run_config``; returns the run id."""
+        config = " ".join(f"{k}={json.dumps(v)}" for k, v in run_config.items())
+        out = self._cli(
+            ["run", str(FAB_DIR), CONNECTION, "--run-config", config, "--format", "json"]
+        )
+        try:
+            return int(json.loads(out)["run-id"])
+        except (ValueError, KeyError, TypeError):
+            raise DeploymentError(f"flwr run gave no run id: {out.strip()[-400:]}") from None
+
+    def stop(self) -> None:
+        """Stop every SuperNode, then the SuperLink."""
+        for node in list(self.nodes.values()):
+            node.stop()
+        self.nodes.clear()
+        if self.superlink is not None:
+            _stop(self.superlink)
+            self.superlink = None
+
+    def __enter__(self) -> Federation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
