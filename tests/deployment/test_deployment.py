@@ -24,6 +24,8 @@ NODES = ("north", "south")
 FEATURES = ("age", "income")
 GRANT = "G1"
 
+pytestmark = pytest.mark.slow  # real processes: minutes on a shared 2-core machine
+
 
 def _catalog(root: Path, name: str, offset: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
