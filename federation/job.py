@@ -256,7 +256,7 @@ class JobSpec(BaseModel):
 #: The rule of :func:`default_settings`, in one place (documented in docs/federation.md).
 DEFAULT_BATCH_PER_ROWS = 64  # expected batch = rows / 64 ...
 DEFAULT_BATCH_RANGE = (16, 256)  # ... clamped to this range
-DEFAULT_ROUNDS = {"dp": 10, "non_private": 30}
+DEFAULT_ROUNDS = {"dp": 10, "non_private": 60}
 DEFAULT_LEARNING_RATE = {"dp": 0.5, "non_private": 0.1}
 DEFAULT_SERVER_MOMENTUM = {"dp": 0.5, "non_private": 0.9}
 DEFAULT_MAX_GRAD_NORM = 1.0
@@ -272,7 +272,7 @@ def default_settings(rows: int, epsilon: float | None) -> dict[str, Any]:
       ``sample_rate = B / rows`` (larger batches for more rows: DP noise per step is divided
       by the batch);
     * one local epoch per round; FedAvg with server momentum (``strategy="fedavgm"``);
-    * without DP: 30 rounds, learning rate 0.1, server momentum 0.9;
+    * without DP: 60 rounds, learning rate 0.1, server momentum 0.9;
     * with DP: 10 rounds (fewer epochs leave less noise per step for the same epsilon),
       learning rate 0.5 on gradients clipped to norm 1.0, server momentum 0.5 (momentum also
       accumulates noise); ``target_epsilon = epsilon`` (the noise is calibrated from it).

@@ -27,7 +27,7 @@ JOB = {
 @pytest.mark.parametrize(
     ("rows", "epsilon", "batch", "rounds", "lr"),
     [
-        (640, None, 16, 30, 0.1),
+        (640, None, 16, 60, 0.1),
         (640, 3.0, 16, 10, 0.5),
         (20_000, 3.0, 256, 10, 0.5),
         (5_000, 1.0, 78, 10, 0.5),
@@ -58,7 +58,7 @@ def test_with_defaults_and_overrides() -> None:
     sigma = JobSpec.with_defaults(20_000, 3.0, **JOB, noise_multiplier=1.1)
     assert sigma.target_epsilon is None and sigma.noise_multiplier == 1.1
     open_job = JobSpec.with_defaults(20_000, None, **JOB)
-    assert not open_job.dp and open_job.rounds == 30
+    assert not open_job.dp and open_job.rounds == 60
     with pytest.raises(InvalidJobError):
         default_settings(0, 3.0)
 
