@@ -201,7 +201,10 @@ class CatalogLoader:
         manifest = load_catalog(self.catalog_root)[node_id]
         check_trainable(manifest, self.features, self.label)
         secret = self._secret(node_id)
-        frame = person_rows(manifest, secret)
+        return self.node_data(manifest, person_rows(manifest, secret), secret)
+
+    def node_data(self, manifest: Manifest, frame: pl.DataFrame, secret: bytes) -> NodeData:
+        """Encode ``frame`` (rows of ``manifest``) and split it by the keyed hash."""
         columns = [encode_column(manifest.column(f), frame[f].to_numpy()) for f in self.features]
         X = np.column_stack(columns).astype(np.float32)
         y = encode_label(frame[self.label].to_list(), self.positive, self.label)
@@ -212,6 +215,50 @@ class CatalogLoader:
             if manifest.column(f).categories is not None
         }
         return NodeData(X[~test], y[~test], X[test], y[test], self.features, categorical)
+
+
+@dataclass(frozen=True)
+class PartitionLoader:
+    """Try federation on a single table: one dataset split into nodes by a column.
+
+    Node ``v`` holds the rows whose ``column`` equals the category ``v`` (compared as text);
+    the node ids are the column's *declared* categories (:func:`partition_nodes`, public
+    metadata), never values read from the data. The partitions are disjoint, so a record is
+    on one node only. For simulations (:func:`federation.inprocess.run_inprocess`,
+    ``run_simulation``) and benchmarks: the governed :class:`TrainingService` keeps one node
+    per catalog dataset, as the ledger charges per dataset.
+    """
+
+    inner: CatalogLoader
+    dataset: str
+    column: str
+
+    def __call__(self, node_id: str) -> NodeData:
+        manifest = load_catalog(self.inner.catalog_root)[self.dataset]
+        check_trainable(manifest, self.inner.features, self.inner.label)
+        if node_id not in partition_nodes(manifest, self.column):
+            raise TrainingError(
+                f"{node_id!r} is not a declared category of {self.column!r} in "
+                f"{self.dataset!r}; the nodes are {partition_nodes(manifest, self.column)}"
+            )
+        secret = self.inner._secret(self.dataset)
+        frame = person_rows(manifest, secret)
+        keep = [v is not None and str(v) == node_id for v in frame[self.column].to_list()]
+        return self.inner.node_data(manifest, frame.filter(pl.Series(keep)), secret)
+
+
+def partition_nodes(manifest: Manifest, column: str) -> tuple[str, ...]:
+    """The node ids of :class:`PartitionLoader`: ``column``'s declared categories as text."""
+    try:
+        spec = manifest.column(column)
+    except KeyError:
+        raise TrainingError(f"{manifest.name!r} has no column {column!r}") from None
+    if spec.categories is None:
+        raise TrainingError(
+            f"partitioning by {column!r} needs its categories declared in the manifest "
+            "(public node names); choose a categorical column"
+        )
+    return tuple(str(v) for v in spec.categories)
 
 
 def check_trainable(manifest: Manifest, features: tuple[str, ...], label: str) -> None:

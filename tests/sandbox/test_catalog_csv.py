@@ -113,3 +113,26 @@ def test_string_label_mapped_by_positive(tmp_path: Path) -> None:
     )
     assert spec.positive == ">50K"
     assert encode_label([1, 2, None], "1").tolist() == [1.0, 0.0, 0.0]
+
+
+def test_partition_one_table_by_a_column(tmp_path: Path) -> None:
+    from federation.accounting import PrivacyCost
+    from federation.inprocess import run_inprocess
+    from sandbox.training import PartitionLoader, partition_nodes
+
+    catalog = load_catalog("examples/pums")
+    nodes = partition_nodes(catalog["pums"], "sex")
+    assert nodes == ("0", "1")
+    inner = CatalogLoader("examples/pums", ("age", "educ"), "married", str(tmp_path))
+    loader = PartitionLoader(inner, "pums", "sex")
+    sizes = {n: len(loader(n).y_train) + len(loader(n).y_test) for n in nodes}
+    assert sizes == {"0": 486, "1": 514}  # the README's exact counts
+    with pytest.raises(TrainingError, match="declared category"):
+        loader("2")
+    with pytest.raises(TrainingError, match="categories"):
+        partition_nodes(catalog["pums"], "age")
+    spec = JobSpec.with_defaults(
+        380, 3.0, model="logreg", features=("age", "educ"), label="married", nodes=nodes, rounds=2
+    )
+    result = run_inprocess(spec, loader, budget=PrivacyCost(3.0, 1e-5))
+    assert result.status == "completed" and result.model_card is not None
