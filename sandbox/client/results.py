@@ -74,9 +74,15 @@ def verify_result(result: StoredResult, authority_public_key: Ed25519PublicKey) 
         raise VerificationFailed(
             "the logged digest is not this result's; do not trust this result", "VERIFY"
         )
-    if result.model is not None and result.model.weights:
-        digest = hashlib.sha256(result.model.weights).hexdigest()
-        body.setdefault("weights_sha256", digest)
+    # The release of a training job is the model file itself: its SHA-256 is logged.
+    model = result.model
+    if model is not None and hashlib.sha256(model.weights).hexdigest() != body.get(
+        "release_sha256"
+    ):
+        raise VerificationFailed(
+            "the model file's SHA-256 is not the logged release digest; do not use this model",
+            "VERIFY",
+        )
     return body
 
 

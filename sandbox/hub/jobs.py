@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
 
 from policies.authority import Authority, release_digest
 from policies.decision import Decision
@@ -157,14 +156,16 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
     return message
 
 
-def released_bytes(weights_sha256: str, card: pb.ModelCard | None) -> bytes:
-    """The bytes the release entry's digest covers: the weights' SHA-256
-    (:func:`sandbox.training.model_digest`) and the model card message, as canonical JSON
-    (protobuf field names, sorted keys, no spaces). A firm recomputes them from its
-    ``TrainingResult`` alone and compares their SHA-256 with the logged release."""
-    data = {} if card is None else json_format.MessageToDict(card, preserving_proto_field_name=True)
-    record = {"model_sha256": weights_sha256, "model_card": data}
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def model_file(weights: Mapping[str, Any]) -> bytes:
+    """The model file a firm downloads (``GetResult``'s ``model_weights``, what ``sandbox
+    result --out`` writes): a serialized ``sandbox.v1.TaskTensors``, tensors sorted by name.
+    The release entry's digest is this file's SHA-256, so a regulator can match the logged
+    release with the file the firm holds, and the firm can check its file against the log."""
+    from sandbox.federated_task import tensor_pb
+
+    tensors = pb.TaskTensors(tensors=[tensor_pb(k, v) for k, v in sorted(weights.items())])
+    data: bytes = tensors.SerializeToString()
+    return data
 
 
 def log_proof(authority: Authority, index: int) -> pb.LogProof:
@@ -489,11 +490,9 @@ class HubJobs:
             result = self._federate(job, signed)
         if result.status != "completed":
             return Outcome(result, None, "aborted")
-        from sandbox.training import model_digest
-
-        digest = model_digest(result.weights)
-        card = model_card_pb(result.model_card) if result.model_card is not None else None
-        return Outcome(result, released_bytes(digest, card))
+        if result.weights is None:
+            return Outcome(result, None, "no-weights")
+        return Outcome(result, model_file(result.weights))
 
     def _federate(self, job: _Job, signed: Mapping[str, SignedInstruction]) -> TrainingResult:
         from flwr.app import Context, RecordDict
@@ -572,9 +571,6 @@ class HubJobs:
         reason: str | None,
         indexes: Mapping[str, int],
     ) -> None:
-        from sandbox.federated_task import tensor_pb
-        from sandbox.training import model_digest
-
         spent = {
             d: pb.PrivacySpent(epsilon=c.epsilon, delta=c.delta)
             for d, c in (result.spent.items() if result is not None else ())
@@ -586,12 +582,9 @@ class HubJobs:
         if card is not None:
             training.model_card.CopyFrom(card)
         if status == "completed" and result is not None and result.weights is not None:
-            tensors = pb.TaskTensors(
-                tensors=[tensor_pb(k, v) for k, v in sorted(result.weights.items())]
-            )
             training.weights_format = WEIGHTS_FORMAT
-            training.model_weights = tensors.SerializeToString()
-            job.digest = release_digest(released_bytes(model_digest(result.weights), card))
+            training.model_weights = model_file(result.weights)
+            job.digest = release_digest(training.model_weights)
             job.result = training
         finished = pb.JobFinished(
             status=status, spent=spent, result_id=job.job_id if job.result is not None else ""

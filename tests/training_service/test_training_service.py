@@ -28,14 +28,14 @@ from sandbox.credentials import Principal, init_ca, issue_certificate
 from sandbox.federated_task import tensor_array, tensor_pb
 from sandbox.generate import generate
 from sandbox.hub import HubServer, HubTLS, NodeRoute, start
-from sandbox.hub.jobs import model_card_pb, released_bytes, spec_pb
+from sandbox.hub.jobs import model_card_pb, model_file, spec_pb
 from sandbox.node.server import RunningNode
 from sandbox.node.server import start as start_node
 from sandbox.node.tasks import TRAINING_DIR
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 from sandbox.service import dataset_policy
-from sandbox.training import categorical_sizes, model_digest
+from sandbox.training import categorical_sizes
 
 NODES = ("jinan_enterprise", "qingdao_enterprise")
 FEATURES = ("industry", "years_operating", "tax_arrears_months", "employees")
@@ -197,8 +197,9 @@ def test_job_streams_rounds_then_finishes_and_is_charged_what_the_card_says(
     assert weights and all(np.isfinite(w).all() for w in weights.values())
     assert fetched.training.model_card == done.model_card
     assert entry["release_sha256"] == fetched.release_digest
-    card = fetched.training.model_card
-    assert fetched.release_digest == release_digest(released_bytes(model_digest(weights), card))
+    # The logged digest is the SHA-256 of the model file the firm downloads.
+    assert fetched.release_digest == release_digest(fetched.training.model_weights)
+    assert fetched.training.model_weights == model_file(weights)
     jobs = setup.firm("bank").ListJobs(pb.ListJobsRequest(), timeout=10).jobs
     assert [(j.job_id, j.status, j.rounds_done) for j in jobs] == [
         (submitted.job_id, "completed", 2)
