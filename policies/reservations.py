@@ -61,15 +61,25 @@ class Books:
 
 def grant_problem(books: Books, conn: sqlite3.Connection, grant_id: str) -> str | None:
     """Why the grant may no longer be used (read inside the caller's transaction)."""
+    return _grant_state(books, conn, grant_id)[0]
+
+
+def _grant_state(
+    books: Books, conn: sqlite3.Connection, grant_id: str
+) -> tuple[str | None, str | None]:
+    """Why the grant may no longer be used (or ``None``), and its purpose (if readable): every
+    use of a grant is for the grant's purpose, so its entries name it for the regulator."""
     try:
         grant = books.registry.grant_record(grant_id, conn)
     except InvalidRequestError as exc:
-        return str(exc)
-    if isinstance(grant, UnreadableGrant) and not grant.revoked:
-        return f"grant {grant_id} cannot be read ({grant.problem})"
+        return str(exc), None
+    purpose = None if isinstance(grant, UnreadableGrant) else grant.purpose
     if grant.revoked:
-        return f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
-    return None
+        why = f"grant {grant_id} was revoked by {grant.revoked_by}: {grant.revoked_reason}"
+        return why, purpose
+    if isinstance(grant, UnreadableGrant):
+        return f"grant {grant_id} cannot be read ({grant.problem})", None
+    return None, purpose
 
 
 def _units_json(units: LossUnits | tuple[int, int, int | None]) -> dict[str, int | None]:
@@ -126,7 +136,9 @@ def reserve(books: Books, decision: Decision, spend: PrivacyLoss | None = None) 
             "request_digest": request_digest,
             "plan_digest": plan,
         }
-        problem = grant_problem(books, conn, grant_id)
+        problem, purpose = _grant_state(books, conn, grant_id)
+        if purpose is not None:
+            fields["purpose"] = purpose
         if problem is None:
             try:
                 reservation = books.ledger.reserve_units(conn, grant_id, dataset, firm, units)
@@ -188,7 +200,9 @@ def commit(books: Books, reservation: Reservation, released: bytes) -> int:
             "delta": current.delta,
             "rho": current.rho,
         }
-        problem = grant_problem(books, conn, current.grant_id)
+        problem, purpose = _grant_state(books, conn, current.grant_id)
+        if purpose is not None:
+            fields["purpose"] = purpose
         if problem is None:
             books.ledger.resolve(conn, rid, ReservationState.COMMITTED, digest)
             entry = ("release", {**fields, "release_sha256": digest})
