@@ -198,7 +198,9 @@ def serve(
         assert api_keys is not None
         from sandbox.web import create_app, start_web
 
-        app = create_app(authority, ApiKeyStore(api_keys), secure=not insecure)
+        app = create_app(
+            authority, ApiKeyStore(api_keys), secure=not insecure, witnesses=hub.witnesses
+        )
         try:
             site = start_web(app, web, certfile=cert, keyfile=key)
         except BaseException:

@@ -143,6 +143,11 @@ class HubWitnesses:
                 got.append(cos)
         return sorted(got, key=lambda c: c.witness)
 
+    def witness_key(self, name: str) -> Ed25519PublicKey | None:
+        """The witness key node ``name`` reported (``None`` before the hub asked it)."""
+        with self._lock:
+            return self._keys.get(name)
+
     def cosignatures(self, head: SignedTreeHead) -> list[Cosignature]:
         """The cosignatures kept for ``head`` (including any that came back late)."""
         return self.store.for_head(head)

@@ -16,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -29,12 +29,16 @@ from policies.authority import Authority
 from policies.entries import ENTRY_KINDS
 from policies.errors import PolicyError
 from policies.keys import key_id
+from policies.treehead import SignedTreeHead
 from policies.workflow import AccessRequest
 from sandbox.credentials import ApiKeyStore
 from sandbox.errors import SandboxError
 from sandbox.hub.access import workflow_for
 from sandbox.web import queries
 from sandbox.web.auth import COOKIE, WEB_ROLES, Session, Sessions, csrf_ok
+
+if TYPE_CHECKING:
+    from sandbox.hub.witnesses import HubWitnesses
 
 HERE = Path(__file__).parent
 _CSP = (
@@ -50,8 +54,17 @@ class _Refused(Exception):
         self.status = status
 
 
-def create_app(authority: Authority, api_keys: ApiKeyStore, *, secure: bool) -> FastAPI:
-    """The web view over ``authority``; ``secure``: served over TLS (cookies marked Secure)."""
+def create_app(
+    authority: Authority,
+    api_keys: ApiKeyStore,
+    *,
+    secure: bool,
+    witnesses: HubWitnesses | None = None,
+) -> FastAPI:
+    """The web view over ``authority``; ``secure``: served over TLS (cookies marked Secure).
+    With ``witnesses`` (the hub's), the head the banner checks comes with the department
+    nodes' cosignatures and the witness keys the nodes reported; the browser verifies each
+    and pins the keys it saw first."""
     queries.ensure_indexes(authority)
     sessions = Sessions()
     workflow = workflow_for(authority)
@@ -303,7 +316,19 @@ def create_app(authority: Authority, api_keys: ApiKeyStore, *, secure: bool) -> 
     def head(request: Request) -> dict[str, Any]:
         session_of(request)
         sth = queries.latest_head(authority)
-        return {**sth.to_json(), "public_key": public_raw.hex(), "cosignatures": []}
+        return {**sth.to_json(), "public_key": public_raw.hex(), "cosignatures": cosigned(sth)}
+
+    def cosigned(sth: SignedTreeHead) -> list[dict[str, Any]]:
+        if witnesses is None:
+            return []
+        found = witnesses.cosignatures(sth) or witnesses.collect(sth)
+        out = []
+        for cos in found:
+            key = witnesses.witness_key(cos.witness)
+            if key is not None:
+                raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+                out.append({**cos.to_json(), "public_key": raw})
+        return out
 
     @app.get("/api/proofs")
     def proofs(request: Request, indexes: str, size: int) -> dict[str, Any]:

@@ -166,3 +166,61 @@ def test_the_banner_checks_consistency_with_the_head_seen_before(
     page.evaluate(f"localStorage.setItem('sbx-last-head', {fake % 10_000})")
     page.reload()
     assert _banner(page) == "bad" and "the log shrank" in page.inner_text("#integrity-status")
+
+
+class _Witnesses:
+    """The hub's witness interface the web view uses, over two real ``policies.witness``
+    witnesses in this process (the gRPC path to nodes is tested in tests/witness)."""
+
+    def __init__(self, root: Path, authority: Any) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from policies.witness import Witness
+
+        self.authority = authority
+        self.nodes = [
+            Witness(root / f"{n}.db", n, Ed25519PrivateKey.generate())
+            for n in ("jinan-node", "qingdao-node")
+        ]
+        self.forged: str | None = None
+
+    def cosignatures(self, head: Any) -> list[Any]:
+        return []
+
+    def collect(self, head: Any) -> list[Any]:
+        import dataclasses
+
+        got = []
+        for w in self.nodes:
+            last = w.last(head.key_id)
+            since = 0 if last is None else last[0].size
+            proof = self.authority.log.consistency_proof(since, head.size) if since else []
+            cos = w.witness(head, proof, self.authority.public_key, 1)
+            if cos.witness == self.forged:
+                cos = dataclasses.replace(cos, timestamp_ms=cos.timestamp_ms + 1)
+            got.append(cos)
+        return got
+
+    def witness_key(self, name: str) -> Any:
+        return next(w.public_key for w in self.nodes if w.name == name)
+
+
+def test_the_banner_verifies_the_witness_cosignatures(browser: Any, tmp_path: Path) -> None:
+    state = build_state(tmp_path)
+    witnesses = _Witnesses(tmp_path, state.authority)
+    app = create_app(state.authority, state.keys, secure=False, witnesses=witnesses)  # type: ignore[arg-type]
+    server = start_web(app, "127.0.0.1:0")
+    try:
+        page = _login(browser, f"http://127.0.0.1:{server.port}", state.regulator)
+        assert _banner(page) == "ok", page.inner_text("#integrity")
+        detail = page.inner_text("#integrity-detail")
+        assert "witness cosignatures verified: 2 of 2 (jinan-node, qingdao-node)" in detail
+        witnesses.forged = "qingdao-node"  # a cosignature whose signed text was changed
+        state.authority.log.append("policy", {"digest": "01"})
+        page.reload()
+        assert _banner(page) == "bad"
+        assert "cosignature of witness qingdao-node does not verify" in page.inner_text(
+            "#integrity-status"
+        )
+    finally:
+        server.stop()

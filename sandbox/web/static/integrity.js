@@ -6,7 +6,8 @@
 "use strict";
 (function () {
   const HEADER = "gov-data-sandbox transparency log tree head v1";
-  const PIN = "sbx-pinned-key", LAST = "sbx-last-head";
+  const PIN = "sbx-pinned-key", LAST = "sbx-last-head", WITNESSES = "sbx-pinned-witnesses";
+  const COSIGN = "gov-data-sandbox witness cosignature v1";
   const enc = new TextEncoder();
 
   const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
@@ -67,6 +68,31 @@
     return crypto.subtle.verify({ name: "Ed25519" }, key, unhex(head.signature), msg);
   }
 
+  // 4. witness cosignatures (policies/witness.py): each over exactly this head, verified with
+  //    the witness's key, the keys pinned the first time this browser saw each witness.
+  async function checkCosignatures(head) {
+    const pinned = JSON.parse(localStorage.getItem(WITNESSES) || "{}");
+    let good = 0;
+    for (const c of head.cosignatures) {
+      const same = c.size === head.size && c.root === head.root &&
+        c.head_timestamp_ms === head.timestamp_ms && c.authority_key_id === head.key_id;
+      if (pinned[c.witness] && pinned[c.witness] !== c.public_key) {
+        problems.push(`witness ${c.witness} signs with a different key than this browser pinned`);
+        continue;
+      }
+      const key = await crypto.subtle.importKey("raw", unhex(c.public_key), { name: "Ed25519" }, false, ["verify"]);
+      const msg = enc.encode(`${COSIGN}\n${c.authority_key_id}\n${c.size}\n${c.root}\n` +
+        `${c.head_timestamp_ms}\n${c.witness}\n${c.timestamp_ms}\n`);
+      const ok = same && await crypto.subtle.verify({ name: "Ed25519" }, key, unhex(c.signature), msg);
+      if (!ok) { problems.push(`the cosignature of witness ${c.witness} does not verify`); continue; }
+      pinned[c.witness] = c.public_key;
+      good += 1;
+    }
+    localStorage.setItem(WITNESSES, JSON.stringify(pinned));
+    const names = head.cosignatures.map((c) => c.witness).join(", ");
+    return `witness cosignatures verified: ${good} of ${head.cosignatures.length}` + (names ? ` (${names})` : "");
+  }
+
   async function getJSON(url) {
     const r = await fetch(url, { credentials: "same-origin" });
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
@@ -101,7 +127,7 @@
     if (!sigOk) problems.push("the tree head's Ed25519 signature does not verify");
     notes.push(`tree head: ${head.size} entries, root ${head.root.slice(0, 16)}…, ` +
       `${new Date(head.timestamp_ms).toISOString()}, key ${head.key_id}, signature ${sigOk ? "valid" : "INVALID"}`);
-    notes.push(`witness cosignatures: ${head.cosignatures.length}`);
+    notes.push(await checkCosignatures(head));
     const lastRaw = localStorage.getItem(LAST);
     let consistent = true;
     if (lastRaw) {
