@@ -22,13 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import opendp.prelude as opendp
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from federation.dp_count import dp_count
 from federation.dpsgd import load_weights, predict_proba, train_local
-from federation.errors import NodeDataError
+from federation.errors import InvalidJobError, MechanismError, NodeDataError
 from federation.job import JobSpec
 from federation.loader import Loader, NodeData
 from federation.node_authorization import (
@@ -45,6 +46,7 @@ __all__ = [
     "STATE_DIR_KEY",
     "EVAL_BINS",
     "authorize",
+    "dp_cell",
     "evaluation_histogram",
     "handle_evaluate",
     "handle_query",
@@ -159,6 +161,26 @@ def handle_train(
 EVAL_BINS = 10
 
 
+def dp_cell(true_count: int, epsilon: float) -> int:
+    """One histogram cell through OpenDP's (discrete) Laplace mechanism, *not* clamped at zero:
+    cells are summed over bins and nodes, and clamping each small cell would bias every sum
+    upwards (clamping, where wanted, is done after summing; both are post-processing).
+
+    >>> isinstance(dp_cell(3, 1.0), int)
+    True
+    """
+    if epsilon <= 0:
+        raise InvalidJobError(f"a DP count needs a positive epsilon, got {epsilon}; raise it")
+    measurement = opendp.m.make_laplace(
+        opendp.atom_domain(T=int), opendp.absolute_distance(T=int), scale=1.0 / epsilon
+    )
+    if measurement.map(1) > epsilon * (1 + 1e-9):  # type: ignore[no-untyped-call]
+        raise MechanismError(
+            "the Laplace measurement does not meet the requested epsilon; nothing was released"
+        )
+    return int(measurement(int(true_count)))
+
+
 def evaluation_histogram(scores: np.ndarray, y: np.ndarray) -> dict[str, int]:
     """Exact counts of held-out rows per (class, score bin): ``pos-i`` / ``neg-i``.
 
@@ -186,10 +208,11 @@ def handle_evaluate(
     """Evaluate the received model on the held-out rows, once per approved use.
 
     The node releases one DP histogram of its held-out rows by true class and predicted-score
-    bin (:func:`evaluation_histogram`, every cell through OpenDP's Laplace mechanism at
-    ``eval_epsilon``; disjoint cells, so ``eval_epsilon`` in all). Accuracy, AUC, the
-    majority-class baseline and the class balance on the model card are computed from those
-    released cells only; ``dp-correct``/``dp-total`` are sums of them (post-processing).
+    bin (:func:`evaluation_histogram`, every cell through OpenDP's Laplace mechanism,
+    :func:`dp_cell`, at ``eval_epsilon``; disjoint cells, so ``eval_epsilon`` in all).
+    Accuracy, AUC, the majority-class baseline and the class balance on the model card are
+    computed from those released cells only; ``dp-correct``/``dp-total`` are sums of them
+    (post-processing).
     """
     job = authorize(message, context, node_state)
     spec = job.spec
@@ -199,15 +222,15 @@ def handle_evaluate(
     model = build_model(spec.model, spec.features, spec.categorical, spec.model_params)
     load_weights(model, _received(message).to_torch_state_dict())
     exact = evaluation_histogram(predict_proba(model, data.X_test), data.y_test)
-    released = {key: dp_count(count, spec.eval_epsilon) for key, count in exact.items()}
+    released = {key: dp_cell(count, spec.eval_epsilon) for key, count in exact.items()}
     half = EVAL_BINS // 2
     correct = sum(released[f"pos-{i}"] for i in range(half, EVAL_BINS)) + sum(
         released[f"neg-{i}"] for i in range(half)
     )
     metrics = MetricRecord(
         {
-            "dp-correct": correct,
-            "dp-total": sum(released.values()),
+            "dp-correct": max(0, correct),
+            "dp-total": max(0, sum(released.values())),
             **{f"dp-hist-{key}": value for key, value in released.items()},
         }
     )

@@ -284,15 +284,18 @@ def _bins(hist: Mapping[str, int], kind: str) -> list[int]:
 
 
 def _pool(hists: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Cells summed over nodes as released (noisy, possibly negative): clamp after summing."""
     out: dict[str, int] = {}
     for hist in hists:
         for key, value in hist.items():
-            out[key] = out.get(key, 0) + max(0, int(value))
+            out[key] = out.get(key, 0) + int(value)
     return out
 
 
 def _positive_share(hist: Mapping[str, int]) -> float | None:
-    pos, neg = sum(_bins(hist, "pos")), sum(_bins(hist, "neg"))
+    # Sums of the unclamped cells are unbiased; clamp only the totals.
+    pos = max(0, sum(int(v) for k, v in hist.items() if k.startswith("pos-")))
+    neg = max(0, sum(int(v) for k, v in hist.items() if k.startswith("neg-")))
     return _ratio(pos, pos + neg)
 
 
