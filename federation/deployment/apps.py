@@ -157,7 +157,8 @@ def _loaders(message: Message, context: Context) -> tuple[dict[str, Any], str]:
     name = node_name(context, spec)
     root = str(context.node_config[STATE_ROOT_KEY])
     catalog = str(context.node_config[CATALOG_DIR_KEY])
-    return {name: CatalogLoader(catalog, tuple(spec.features), spec.label, root)}, root
+    loader = CatalogLoader(catalog, tuple(spec.features), spec.label, root, positive=spec.positive)
+    return {name: loader}, root
 
 
 def _iter_handlers() -> Iterator[tuple[str, str]]:

@@ -127,9 +127,13 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
         config_hash=card.config_hash,
         failures=list(card.failures),
         randomness=dict(card.randomness),
+        settings={k: str(v) for k, v in card.settings.items()},
+        warnings=list(card.warnings),
     )
-    if card.dp_test_accuracy is not None:
-        message.dp_test_accuracy = card.dp_test_accuracy
+    for name in ("dp_test_accuracy", "dp_test_auc", "dp_majority_baseline", "dp_positive_share"):
+        value = getattr(card, name)
+        if value is not None:
+            setattr(message, name, value)
     for node in card.nodes:
         line = message.nodes.add(
             dataset=node.dataset,
@@ -139,8 +143,10 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
         )
         if node.dp_rows is not None:
             line.dp_rows = node.dp_rows
-        if node.dp_test_accuracy is not None:
-            line.dp_test_accuracy = node.dp_test_accuracy
+        for name in ("dp_test_accuracy", "dp_test_auc", "dp_positive_share"):
+            value = getattr(node, name)
+            if value is not None:
+                setattr(line, name, value)
     if card.client_level is not None:
         c = card.client_level
         message.client_level.CopyFrom(

@@ -352,7 +352,11 @@ class NodeTasks:
         catalog_root = str(self.service.catalog.root)
         loaders = {
             instr.dataset: CatalogLoader(
-                catalog_root, tuple(spec.features), spec.label, str(self.root)
+                catalog_root,
+                tuple(spec.features),
+                spec.label,
+                str(self.root),
+                positive=spec.positive,
             )
         }
         handler = {"query": handle_query, "train": handle_train, "evaluate": handle_evaluate}

@@ -48,11 +48,12 @@ def test_a_node_stopped_mid_query_leaves_the_charge_and_a_verifiable_log(tmp_pat
     cert, key = world.cert("hub", "hub-1")
     tls = HubTLS.from_files(cert, key, world.pki / "ca.pem")
     routes = {DATASET: NodeRoute(NODE_NAME, f"127.0.0.1:{node.port}")}
-    hub = start(authority, load_catalog(PUMS), routes, tls=tls, node_timeout_s=1.5)
+    hub = start(authority, load_catalog(PUMS), routes, tls=tls, node_timeout_s=60)
     firm = FirmClient(world.profile("acme", hub.port))
     grant = world.grants["acme"].grant_id
     try:
         firm.query(SQL, epsilon=0.5, purpose=PURPOSE)  # the node answers (and is warm)
+        hub.nodes.timeout_s = 1.5  # from now on the hub waits 1.5 s for a node
         before = authority.remaining(grant, DATASET).epsilon
         os.kill(node.pid, signal.SIGSTOP)  # the node takes the query and never answers
         try:
@@ -63,6 +64,7 @@ def test_a_node_stopped_mid_query_leaves_the_charge_and_a_verifiable_log(tmp_pat
         charged = before - authority.remaining(grant, DATASET).epsilon
         assert charged == pytest.approx(0.5)  # kept: the node never confirmed nothing left
         node.start()  # same port, same state
+        hub.nodes.timeout_s = 60  # its first query loads the data again
         after = firm.query(SQL, epsilon=0.5, purpose=PURPOSE)
         assert after.epsilon_spent == pytest.approx(0.5)
     finally:

@@ -219,8 +219,11 @@ def test_messages_follow_the_product_shapes() -> None:
     renamed = {"valid_from": "valid_from_ms", "valid_until": "valid_until_ms"}
     assert {renamed.get(n, n) for n in Grant.model_fields} <= grant
     assert set(PrivacyUnit.model_fields) == _fields(pb.PrivacyUnit)
-    assert set(ColumnSpec.model_fields) == _fields(pb.ColumnMetadata)
-    assert set(Manifest.model_fields) - {"file", "path"} <= _fields(pb.DatasetMetadata)
+    # How the node reads its own file (the CSV header a column comes from, the separator) is
+    # not metadata a firm needs.
+    assert set(ColumnSpec.model_fields) - {"source"} == _fields(pb.ColumnMetadata)
+    reading = {"file", "path", "separator"}
+    assert set(Manifest.model_fields) - reading <= _fields(pb.DatasetMetadata)
     # QueryResult.to_json: its "rows" become `outputs` + `groups` of released cells.
     result = QueryResult(
         sql="SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex",

@@ -530,7 +530,7 @@ class SubmitQueryResponse(_message.Message):
     def __init__(self, result_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., result: _Optional[_Union[QueryResult, _Mapping]] = ..., release_digest: _Optional[str] = ..., log: _Optional[_Union[LogProof, _Mapping]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("model", "model_params", "features", "categorical", "label", "nodes", "rounds", "local_epochs", "sample_rate", "batch_size", "learning_rate", "strategy", "proximal_mu", "server_learning_rate", "server_momentum", "dp", "target_epsilon", "target_delta", "noise_multiplier", "max_grad_norm", "accountant", "count_epsilon", "eval_epsilon", "client_dp", "client_noise_multiplier", "client_target_epsilon", "client_clipping_norm", "client_sample_rate", "client_delta", "min_nodes", "round_timeout_s", "seed")
+    __slots__ = ("model", "model_params", "features", "categorical", "label", "nodes", "rounds", "local_epochs", "sample_rate", "batch_size", "learning_rate", "strategy", "proximal_mu", "server_learning_rate", "server_momentum", "dp", "target_epsilon", "target_delta", "noise_multiplier", "max_grad_norm", "accountant", "count_epsilon", "eval_epsilon", "client_dp", "client_noise_multiplier", "client_target_epsilon", "client_clipping_norm", "client_sample_rate", "client_delta", "min_nodes", "round_timeout_s", "seed", "positive")
     class ModelParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -577,6 +577,7 @@ class JobSpec(_message.Message):
     MIN_NODES_FIELD_NUMBER: _ClassVar[int]
     ROUND_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_params: _containers.ScalarMap[str, int]
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -609,7 +610,8 @@ class JobSpec(_message.Message):
     min_nodes: int
     round_timeout_s: float
     seed: int
-    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., categorical: _Optional[_Mapping[str, int]] = ..., label: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., local_epochs: _Optional[float] = ..., sample_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., strategy: _Optional[str] = ..., proximal_mu: _Optional[float] = ..., server_learning_rate: _Optional[float] = ..., server_momentum: _Optional[float] = ..., dp: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., accountant: _Optional[str] = ..., count_epsilon: _Optional[float] = ..., eval_epsilon: _Optional[float] = ..., client_dp: _Optional[bool] = ..., client_noise_multiplier: _Optional[float] = ..., client_target_epsilon: _Optional[float] = ..., client_clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., client_delta: _Optional[float] = ..., min_nodes: _Optional[int] = ..., round_timeout_s: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    positive: str
+    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., categorical: _Optional[_Mapping[str, int]] = ..., label: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., local_epochs: _Optional[float] = ..., sample_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., strategy: _Optional[str] = ..., proximal_mu: _Optional[float] = ..., server_learning_rate: _Optional[float] = ..., server_momentum: _Optional[float] = ..., dp: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., accountant: _Optional[str] = ..., count_epsilon: _Optional[float] = ..., eval_epsilon: _Optional[float] = ..., client_dp: _Optional[bool] = ..., client_noise_multiplier: _Optional[float] = ..., client_target_epsilon: _Optional[float] = ..., client_clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., client_delta: _Optional[float] = ..., min_nodes: _Optional[int] = ..., round_timeout_s: _Optional[float] = ..., seed: _Optional[int] = ..., positive: _Optional[str] = ...) -> None: ...
 
 class SubmitTrainingJobRequest(_message.Message):
     __slots__ = ("spec", "grant_id", "purpose")
@@ -679,20 +681,24 @@ class NodeFailure(_message.Message):
     def __init__(self, node: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class NodeCard(_message.Message):
-    __slots__ = ("dataset", "dp_rows", "epsilon_spent", "delta_spent", "rounds_participated", "dp_test_accuracy")
+    __slots__ = ("dataset", "dp_rows", "epsilon_spent", "delta_spent", "rounds_participated", "dp_test_accuracy", "dp_test_auc", "dp_positive_share")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     DP_ROWS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     DELTA_SPENT_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_PARTICIPATED_FIELD_NUMBER: _ClassVar[int]
     DP_TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    DP_TEST_AUC_FIELD_NUMBER: _ClassVar[int]
+    DP_POSITIVE_SHARE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     dp_rows: int
     epsilon_spent: float
     delta_spent: float
     rounds_participated: int
     dp_test_accuracy: float
-    def __init__(self, dataset: _Optional[str] = ..., dp_rows: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., delta_spent: _Optional[float] = ..., rounds_participated: _Optional[int] = ..., dp_test_accuracy: _Optional[float] = ...) -> None: ...
+    dp_test_auc: float
+    dp_positive_share: float
+    def __init__(self, dataset: _Optional[str] = ..., dp_rows: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., delta_spent: _Optional[float] = ..., rounds_participated: _Optional[int] = ..., dp_test_accuracy: _Optional[float] = ..., dp_test_auc: _Optional[float] = ..., dp_positive_share: _Optional[float] = ...) -> None: ...
 
 class ClientLevelCard(_message.Message):
     __slots__ = ("epsilon_spent", "delta", "noise_multiplier", "clipping_norm", "client_sample_rate", "rounds_released")
@@ -711,7 +717,7 @@ class ClientLevelCard(_message.Message):
     def __init__(self, epsilon_spent: _Optional[float] = ..., delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., rounds_released: _Optional[int] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness")
+    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness", "dp_test_auc", "dp_majority_baseline", "dp_positive_share", "settings", "warnings")
     class ModelParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -720,6 +726,13 @@ class ModelCard(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     class RandomnessEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -742,6 +755,11 @@ class ModelCard(_message.Message):
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_LEVEL_FIELD_NUMBER: _ClassVar[int]
     RANDOMNESS_FIELD_NUMBER: _ClassVar[int]
+    DP_TEST_AUC_FIELD_NUMBER: _ClassVar[int]
+    DP_MAJORITY_BASELINE_FIELD_NUMBER: _ClassVar[int]
+    DP_POSITIVE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_params: _containers.ScalarMap[str, int]
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -758,7 +776,12 @@ class ModelCard(_message.Message):
     failures: _containers.RepeatedScalarFieldContainer[str]
     client_level: ClientLevelCard
     randomness: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    dp_test_auc: float
+    dp_majority_baseline: float
+    dp_positive_share: float
+    settings: _containers.ScalarMap[str, str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ..., dp_test_auc: _Optional[float] = ..., dp_majority_baseline: _Optional[float] = ..., dp_positive_share: _Optional[float] = ..., settings: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobFinished(_message.Message):
     __slots__ = ("status", "abort_reason", "model_card", "spent", "result_id", "log")
