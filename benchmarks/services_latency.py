@@ -163,10 +163,11 @@ def cli_query_s(world: World, hub_port: int, firm: str) -> dict[str, float | str
         SANDBOX_CA=str(world.pki / "ca.pem"),
         SANDBOX_CERT=str(cert),
         SANDBOX_KEY=str(key),
-        SANDBOX_PROFILE=str(world.root / "no-profile.toml"),
+        HOME=str(world.root),  # no ~/.config/sandbox/profile.toml: the profile is the env
         PYTHONPATH=str(ROOT),
     )
     env.pop("SANDBOX_API_KEY", None)
+    env.pop("SANDBOX_PROFILE", None)
     commands = [
         ("sandbox query", [sys.executable, "-m", "sandbox", "query", SQL, "--epsilon",
                            str(EPSILON), "--purpose", PURPOSE, "--json"]),

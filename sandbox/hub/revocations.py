@@ -61,6 +61,9 @@ class RevocationDelivery:
         self.db = Database(path)
         self.db.conn().execute(_SCHEMA)
         self._lock = threading.Lock()
+        #: Per node, the registry revision at which it had every notice: while the registry
+        #: has not changed since, nothing can be pending and sync costs one read.
+        self._clean: dict[NodeRoute, int] = {}
 
     def _delivered(self, node: str) -> set[tuple[str, int]]:
         rows = self.db.conn().execute(
@@ -84,6 +87,9 @@ class RevocationDelivery:
 
         A node that does not answer is logged as a warning; the notices stay pending."""
         with self._lock:
+            revision = self.authority.registry.revision()  # read before what it covers
+            if self._clean.get(route) == revision:
+                return 0
             sent = 0
             for grant in self.pending(route):
                 notice = Revocation(grant.grant_id, grant.version, int(time.time() * 1000))
@@ -108,6 +114,7 @@ class RevocationDelivery:
                     )
                 self.db.wrote()
                 sent += 1
+            self._clean[route] = revision
             return sent
 
     def sync_all(self, datasets: frozenset[str] | set[str] | None = None) -> None:
