@@ -13,12 +13,12 @@ import pytest
 
 from federation.accounting import plan_job
 from federation.approval import plan_approvals
-from federation.deployment.apps import CATALOG_DIR_KEY, STATE_ROOT_KEY
-from federation.deployment.processes import Federation, write_node_key
-from federation.deployment.runner import run_deployed
 from federation.job import JobSpec
 from federation.node_authorization import NODE_NAME_KEY
 from federation.node_store import NodeStore, node_state_dir
+from sandbox.deployment.apps import CATALOG_DIR_KEY, STATE_ROOT_KEY
+from sandbox.deployment.processes import Federation, write_node_key
+from sandbox.deployment.runner import run_deployed
 
 NODES = ("north", "south")
 FEATURES = ("age", "income")

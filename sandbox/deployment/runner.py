@@ -1,4 +1,4 @@
-"""Run a job over a :class:`~federation.deployment.processes.Federation`: plan it, start the
+"""Run a job over a :class:`~sandbox.deployment.processes.Federation`: plan it, start the
 FAB with ``flwr run``, wait for the deployed ServerApp's outcome, collect the result.
 
 The caller acts for the hub: the nodes' approvals must already be in their own stores (the
@@ -13,12 +13,12 @@ import tempfile
 import time
 from collections.abc import Mapping
 
-from federation.deployment.apps import read_outcome
-from federation.deployment.processes import DeploymentError, Federation
 from federation.job import JobSpec
 from federation.outcome import collect_result
 from federation.result import TrainingResult
 from federation.runner import job_plan
+from sandbox.deployment.apps import read_outcome
+from sandbox.deployment.processes import DeploymentError, Federation
 
 __all__ = ["run_deployed"]
 

@@ -1,5 +1,5 @@
 """The FAB's components: the sandbox's deployed ServerApp and ClientApp."""
 
-from federation.deployment.apps import client_app, server_app
+from sandbox.deployment.apps import client_app, server_app
 
 __all__ = ["client_app", "server_app"]

@@ -1,10 +1,10 @@
 """The deployed ``ServerApp`` and ``ClientApp``: wrappers around
 :mod:`federation.server_app` and :mod:`federation.client_app` for real SuperLink / SuperNode
-processes (the FAB in ``federation/deployment/fab`` points at these two objects).
+processes (the FAB in ``sandbox/deployment/fab`` points at these two objects).
 
 Server side (runs in the SuperLink's ``flwr-serverapp`` process). The run config names a job
 file (``job-file``: the job's canonical JSON, the public row counts and the grants, written by
-:func:`federation.deployment.runner.run_deployed`) and an outcome directory (``outcome-dir``).
+:func:`sandbox.deployment.runner.run_deployed`) and an outcome directory (``outcome-dir``).
 The app plans the job again from the same inputs (planning is deterministic), runs a
 :class:`~federation.server_app.JobServer` over a :class:`FastGrid` and writes the
 :class:`~federation.outcome.JobOutcome` as ``outcome.json`` + ``weights.npz``.
