@@ -24,7 +24,9 @@ before its next instruction (:mod:`sandbox.hub.revocations`).
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -61,6 +63,10 @@ from sandbox.node.convert import dataset_metadata_message as dataset_metadata
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 from sandbox.query import check_dataset_delta, check_privacy_parameters, parse_query
+from sandbox.query.plan import QueryPlan
+
+#: How many query plans the hub remembers per catalog (see ``FirmService._plan``).
+PLAN_CACHE_SIZE = 4096
 
 # -- the service ----------------------------------------------------------------------------
 
@@ -112,6 +118,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
         self.releases = ReleaseStore(authority.state_dir)
         self.revocations = RevocationDelivery(authority, nodes, self._key, lambda: self.routes)
         self.calibrator = PublicCalibrator()
+        self._plans_lock = threading.Lock()
         self.catalog, self.routes = catalog, dict(routes)
         self.reload()
         #: Training jobs; ``None``: the training RPCs answer ``UNIMPLEMENTED``.
@@ -129,6 +136,22 @@ class FirmService(pb_grpc.FirmServiceServicer):
             routes[stored.dataset] = stored.route
         routes.update(static_routes)
         self.catalog, self.routes = Catalog(manifests, static_catalog.root), routes
+        self._plans: OrderedDict[str, QueryPlan] = OrderedDict()  # plans of this catalog
+
+    def _plan(self, sql: str) -> QueryPlan:
+        """``parse_query`` against the current catalog, remembered for the last
+        :data:`PLAN_CACHE_SIZE` texts (a plan is a pure function of the SQL and the catalog;
+        :meth:`reload` forgets them). Bad SQL raises and is not remembered."""
+        plans = self._plans
+        with self._plans_lock:
+            plan = plans.get(sql)
+        if plan is None:
+            plan = parse_query(sql, self.catalog)
+            with self._plans_lock:
+                plans[sql] = plan
+                while len(plans) > PLAN_CACHE_SIZE:
+                    plans.popitem(last=False)
+        return plan
 
     def MockData(self, request: pb.MockDataRequest, context: Any) -> pb.MockDataResponse:  # gRPC
         from sandbox.hub.mockdata import mock_data
@@ -331,7 +354,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
     ) -> pb.SubmitQueryResponse:
         """The governed query for the authenticated ``firm`` (see the module docstring)."""
         epsilon, delta = check_privacy_parameters(request.epsilon, request.delta)
-        plan = parse_query(request.sql, self.catalog)  # bad SQL: refused, nothing charged
+        plan = self._plan(request.sql)  # bad SQL: refused, nothing charged
         manifest, route = self._manifest(plan.dataset)
         delta = check_dataset_delta(manifest, delta)
         decision = self.authority.decide(
@@ -384,7 +407,8 @@ class FirmService(pb_grpc.FirmServiceServicer):
             if problem is not None:
                 answer["error"] = f"node {route.name} answered wrongly: {problem}"
                 return Outcome(None, None, "bad-node-answer")
-            return Outcome(reply.query_result, release_bytes(reply.query_result))
+            answer["bytes"] = release_bytes(reply.query_result)
+            return Outcome(reply.query_result, answer["bytes"])
 
         def on_failure(reservation: Reservation, reason: str) -> bytes | None:
             if "refused" in answer:
@@ -408,7 +432,7 @@ class FirmService(pb_grpc.FirmServiceServicer):
             )
         result = settled.value
         result_id = settled.reservations[0].reservation_id
-        data = release_bytes(result)
+        data = answer["bytes"]  # exactly what was committed
         digest = release_digest(data)
         self.releases.put(result_id, firm.name, ob.grant_id, ob.dataset, data, digest, index)
         return pb.SubmitQueryResponse(
