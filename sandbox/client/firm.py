@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 Scalar = bool | int | float | str | date | None
 
 
+#: Seconds a job submission may take (every node accepts the plan before the hub answers).
+SUBMIT_TIMEOUT_S = 180.0
+
+
 def scalar(value: pb.Value) -> Scalar:
     """A protobuf ``Value`` as a Python value (no kind set: ``None``)."""
     kind = value.WhichOneof("kind")
@@ -406,7 +410,10 @@ class FirmClient:
 
         message = spec if isinstance(spec, pb.JobSpec) else job_spec(spec)
         request = pb.SubmitTrainingJobRequest(spec=message, purpose=purpose, grant_id=grant_id)
-        reply = self.connection.call(self._stub.SubmitTrainingJob, request)
+        # Each node accepts the signed plan before the hub answers (a node loads its training
+        # stack on its first job): allow more than a query's time.
+        timeout = max(self.connection.timeout, SUBMIT_TIMEOUT_S)
+        reply = self.connection.call(self._stub.SubmitTrainingJob, request, timeout)
         return JobSubmitted.from_pb(reply)
 
     def follow(self, job_id: str) -> Iterator[JobEvent]:

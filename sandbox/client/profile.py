@@ -219,6 +219,11 @@ def client_error(exc: grpc.RpcError) -> ClientError:
     details = (exc.details() if hasattr(exc, "details") else None) or ""
     line = details.strip().splitlines()[0] if details.strip() else ""
     name = code.name if code is not None else "UNKNOWN"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        line = (
+            "no answer from the hub in time; what was asked may still complete there: check "
+            "with `sandbox jobs`, `sandbox budget` or `sandbox requests` before asking again"
+        )
     if not line:
         line = f"the hub answered {name} without a message"
     return _ERRORS.get(code, ClientError)(line, name)
@@ -237,9 +242,11 @@ class Connection:
         self.channel = grpc.secure_channel(profile.hub, profile.channel_credentials())
         self._metadata = profile.metadata()
 
-    def call(self, method: Callable[..., Resp], request: Any) -> Resp:
+    def call(self, method: Callable[..., Resp], request: Any, timeout: float | None = None) -> Resp:
+        """One unary call with the profile's credential, within ``timeout`` seconds (default:
+        the connection's)."""
         try:
-            return method(request, timeout=self.timeout, metadata=self._metadata or None)
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata or None)
         except grpc.RpcError as exc:
             raise client_error(exc) from None
 

@@ -202,4 +202,5 @@ def test_the_benchmark_measures_a_small_log(tmp_path: Path) -> None:
     authority = build(tmp_path / "state", 2000)
     result = measure(authority, ApiKeyStore(tmp_path / "keys.db"), repeats=1)
     assert result["entries"] == authority.log.size >= 2000
-    assert result["requests"] == 32 and 0 < result["log_page_p95_ms"] < 300
+    # The target (< 300 ms at 1,000,000 entries) is the benchmark's; here only that it measures.
+    assert result["requests"] == 32 and 0 < result["log_page_p95_ms"] < 10_000
