@@ -9,13 +9,19 @@ The app plans the job again from the same inputs (planning is deterministic), ru
 :class:`~federation.server_app.JobServer` over a :class:`FastGrid` and writes the
 :class:`~federation.outcome.JobOutcome` as ``outcome.json`` + ``weights.npz``.
 
-Client side (runs in the SuperNode's ``flwr-clientapp`` process). The node config names the
-node's dataset (``node-name``), its catalog (``catalog-dir``) and its state root
-(``state-root``: approvals, tallies and the node secret live in ``<state-root>/<dataset>``).
-Data is read only through the node's own :class:`~sandbox.training.CatalogLoader`; every
-message is checked by :func:`federation.node_authorization.authorize` (inside the handlers of
-:mod:`federation.client_app`) against the plan approved in the node's own store before any
-row is read.
+Client side (runs in the SuperNode's ``flwr-clientapp`` process, on the node's machine). The
+node config names the node's dataset (``node-name``), its catalog (``catalog-dir``), the node's
+state directory (``node-state``, the ``--state`` of ``sandbox node serve``) and the authority's
+public key (``authority-key``, a PEM file). Every message carries the job's signed ``train``
+instructions (record ``instruction``: dataset -> the signed instruction as JSON, added by
+:class:`FastGrid` from the job file). The ClientApp takes its own dataset's instruction and
+hands the rest of the message to :meth:`sandbox.node.tasks.NodeTasks.run_task`, the checks of
+``NodeService.RunTask``: the authority's signature, kind ``train``, grant neither revoked nor
+expired, dataset held, the plan accepted by this node (``Execute``), the message's
+configuration exactly the signed plan (job hash, no public row counts, the signed grant, the
+round within the job). Anything else is refused before a row is read; the reply is an error
+naming the refusal. Data is read only through the node's own
+:class:`~sandbox.training.CatalogLoader` and counted in its own store.
 """
 
 from __future__ import annotations
@@ -24,21 +30,25 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
+from federation.node_authorization import NODE_NAME_KEY
 from federation.outcome import JobOutcome
 from federation.result import NodeFailure, RoundMetrics
 
 __all__ = [
+    "AUTHORITY_KEY_KEY",
     "CATALOG_DIR_KEY",
-    "STATE_ROOT_KEY",
+    "INSTRUCTION_RECORD",
+    "NODE_STATE_KEY",
     "FastGrid",
     "client_app",
     "read_outcome",
@@ -48,7 +58,13 @@ __all__ = [
 
 #: Node config keys of a deployed SuperNode (besides ``node-name``).
 CATALOG_DIR_KEY = "catalog-dir"
-STATE_ROOT_KEY = "state-root"
+NODE_STATE_KEY = "node-state"
+AUTHORITY_KEY_KEY = "authority-key"
+#: The message record carrying the job's signed instructions (dataset -> JSON).
+INSTRUCTION_RECORD = "instruction"
+#: The record of a roll call (:meth:`FastGrid.get_node_ids`) and how long it waits.
+ROLL_CALL_RECORD = "roll-call"
+ROLL_CALL_TIMEOUT_S = 30.0
 OUTCOME_FILE = "outcome.json"
 WEIGHTS_FILE = "weights.npz"
 #: How often the deployed ServerApp asks the SuperLink for replies. Flower's HTTP grid sleeps
@@ -58,21 +74,67 @@ PULL_INTERVAL_S = 0.02
 
 
 class FastGrid:
-    """A :class:`flwr.serverapp.Grid` whose ``send_and_receive`` polls every
-    ``pull_interval`` seconds (built on the grid's public ``push_messages`` and
-    ``pull_messages``); everything else is the wrapped grid's."""
+    """A :class:`flwr.serverapp.Grid` for the deployed job.
 
-    def __init__(self, grid: Grid, pull_interval: float = PULL_INTERVAL_S) -> None:
+    * ``send_and_receive`` polls every ``pull_interval`` seconds (built on the grid's public
+      ``push_messages`` and ``pull_messages``);
+    * with ``instructions`` (dataset -> the signed instruction's JSON): ``get_node_ids`` asks
+      each new SuperNode its dataset once (a roll call: the node answers its dataset's name,
+      public metadata, and reads nothing) and lists only the nodes of the job's datasets; every
+      message carries its node's instruction in the record :data:`INSTRUCTION_RECORD`.
+
+    Everything else is the wrapped grid's."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        pull_interval: float = PULL_INTERVAL_S,
+        instructions: Mapping[str, str] | None = None,
+    ) -> None:
         self._grid = grid
         self.pull_interval = pull_interval
+        self.instructions = dict(instructions or {})
+        self.datasets: dict[int, str] = {}  # Flower node id -> the dataset it answered
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
 
+    def get_node_ids(self) -> Iterable[int]:
+        ids = list(self._grid.get_node_ids())
+        if not self.instructions:
+            return ids
+        new = [nid for nid in ids if nid not in self.datasets]
+        if new:
+            from flwr.app import MessageType
+
+            calls = [
+                Message(RecordDict({ROLL_CALL_RECORD: ConfigRecord({})}), nid, MessageType.QUERY)
+                for nid in new
+            ]
+            for reply in self.send_and_receive(calls, timeout=ROLL_CALL_TIMEOUT_S):
+                if not reply.has_error():
+                    name = str(reply.content.config_records["node"][NODE_NAME_KEY])
+                    self.datasets[reply.metadata.src_node_id] = name
+        return [nid for nid in ids if self.datasets.get(nid) in self.instructions]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
+        for message in batch:
+            if ROLL_CALL_RECORD in message.content or not self.instructions:
+                continue
+            dataset = self.datasets.get(message.metadata.dst_node_id)
+            carried: dict[str, ConfigRecordValues] = {}
+            if dataset is not None and dataset in self.instructions:
+                carried[dataset] = self.instructions[dataset]  # its own only, once known
+            else:
+                carried.update(self.instructions)
+            message.content[INSTRUCTION_RECORD] = ConfigRecord(carried)
+        return self._grid.push_messages(batch)
+
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        pending = set(self._grid.push_messages(messages))
+        pending = set(self.push_messages(messages))
         end = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
         while pending:
@@ -138,8 +200,9 @@ def _server_main(grid: Grid, context: Context) -> None:
     rows = job.get("rows") or None
     outcome = JobOutcome()
     server = JobServer(spec, plan_job(spec, rows), outcome, grants=job["grants"])
+    grid = FastGrid(grid, instructions=job.get("instructions") or {})  # type: ignore[assignment]
     try:
-        server.main(FastGrid(grid), context)  # type: ignore[arg-type]
+        server.main(grid, context)
     finally:
         write_outcome(outcome, str(context.run_config["outcome-dir"]))
 
@@ -147,44 +210,81 @@ def _server_main(grid: Grid, context: Context) -> None:
 client_app = ClientApp()
 
 
-def _loaders(message: Message, context: Context) -> tuple[dict[str, Any], str]:
-    """The node's own loader for the message's job, and its state root."""
-    from federation.node_authorization import node_name, parse_job
-    from sandbox.training import CatalogLoader
+def _node_tasks(context: Context) -> Any:
+    """The node's :class:`~sandbox.node.tasks.NodeTasks` over its catalog and state."""
+    from policies.keys import load_public_key
+    from sandbox.node.service import NodeService
+    from sandbox.node.tasks import NodeTasks
 
-    config = message.content["config"]
-    spec = parse_job(str(config["job"]))
-    name = node_name(context, spec)
-    root = str(context.node_config[STATE_ROOT_KEY])
-    catalog = str(context.node_config[CATALOG_DIR_KEY])
-    loader = CatalogLoader(catalog, tuple(spec.features), spec.label, root, positive=spec.positive)
-    return {name: loader}, root
+    config = context.node_config
+    key = load_public_key(Path(str(config[AUTHORITY_KEY_KEY])))
+    state = str(config[NODE_STATE_KEY])
+
+    def no_rpc(_: Any) -> Any:  # the ClientApp serves no gRPC call
+        raise PermissionError("no RPC is served by the deployed ClientApp")
+
+    service = NodeService.open(
+        str(config[CATALOG_DIR_KEY]), state, key, str(config[NODE_NAME_KEY]), no_rpc
+    )
+    return NodeTasks(service, key, state)
 
 
-def _iter_handlers() -> Iterator[tuple[str, str]]:
-    yield from (("query", "handle_query"), ("train", "handle_train"))
-    yield ("evaluate", "handle_evaluate")
+def handle(message: Message, context: Context) -> Message:
+    """Check ``message`` against this node's signed, accepted plan and run it (module doc).
+    A refusal or a failure is an error reply; nothing of the node's data goes with it."""
+    from policies.errors import InstructionError
+    from policies.instructions import SignedMessage
+    from sandbox.errors import SandboxError, TaskFormatError
+    from sandbox.federated_task import check_reply, content_from_task, task_from_content
+    from sandbox.node.tasks import TaskRefused
+    from sandbox.protocol.v1 import sandbox_pb2 as pb
+
+    name = str(context.node_config.get(NODE_NAME_KEY, "?"))
+
+    def refused(reason: str) -> Message:
+        text = f"node {name} refused the message: {reason}"
+        return Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, text), reply_to=message)
+
+    content = message.content
+    if ROLL_CALL_RECORD in content.config_records:  # the dataset's name only, no data read
+        return Message(RecordDict({"node": ConfigRecord({NODE_NAME_KEY: name})}), reply_to=message)
+    try:
+        signed_json = str(content.config_records[INSTRUCTION_RECORD][name])
+        signed = SignedMessage.from_json(json.loads(signed_json))
+    except (KeyError, ValueError, InstructionError):
+        return refused("it carries no signed instruction for this node's dataset")
+    rest = RecordDict({k: v for k, v in content.items() if k != INSTRUCTION_RECORD})
+    try:
+        task = task_from_content(rest, message.metadata.message_type, message.metadata.group_id)
+        reply = _node_tasks(context).run_task(
+            pb.SignedInstruction(
+                instruction=signed.payload, signature=signed.signature, key_id=signed.key_id
+            ),
+            task,
+        )
+        check_reply(reply, name)
+    except TaskRefused as exc:
+        return refused(f"{exc} ({exc.code})")
+    except (TaskFormatError, SandboxError) as exc:
+        return refused(str(exc))
+    if reply.error:
+        return refused(reply.error)
+    return Message(content_from_task(reply), reply_to=message)
 
 
-def _handle(kind: str, message: Message, context: Context) -> Message:
-    import federation.client_app as impl
-
-    handler = getattr(impl, dict(_iter_handlers())[kind])
-    loaders, root = _loaders(message, context)
-    reply: Message = handler(message, context, loaders, root)
-    return reply
+client_app = ClientApp()
 
 
 @client_app.query()
 def _query(message: Message, context: Context) -> Message:
-    return _handle("query", message, context)
+    return handle(message, context)
 
 
 @client_app.train()
 def _train(message: Message, context: Context) -> Message:
-    return _handle("train", message, context)
+    return handle(message, context)
 
 
 @client_app.evaluate()
 def _evaluate(message: Message, context: Context) -> Message:
-    return _handle("evaluate", message, context)
+    return handle(message, context)

@@ -1,14 +1,19 @@
 """Run a job over a :class:`~sandbox.deployment.processes.Federation`: plan it, start the
 FAB with ``flwr run``, wait for the deployed ServerApp's outcome, collect the result.
 
-The caller acts for the hub: the nodes' approvals must already be in their own stores (the
-governed path records them when a node accepts the signed plan). The result's spend and model
-card come from :func:`federation.outcome.collect_result`, as for the simulation.
+The caller acts for the hub: it passes each dataset's signed ``train`` instruction, which
+the node must already have accepted (``NodeService.Execute``); every message carries them and
+each node's ClientApp checks its own (:mod:`sandbox.deployment.apps`). The result's spend and
+model card come from :func:`federation.outcome.collect_result`, as for the simulation. A node
+that failed during a round is charged that round's planned steps on top of what it reported
+(it may have trained before failing; its own store has the exact tally); the log names each
+such node and the steps charged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Mapping
@@ -17,22 +22,26 @@ from federation.job import JobSpec
 from federation.outcome import collect_result
 from federation.result import TrainingResult
 from federation.runner import job_plan
+from policies.instructions import SignedMessage
 from sandbox.deployment.apps import read_outcome
 from sandbox.deployment.processes import DeploymentError, Federation
 
 __all__ = ["run_deployed"]
+
+log = logging.getLogger(__name__)
 
 
 def run_deployed(
     federation: Federation,
     spec: JobSpec,
     grants: Mapping[str, str],
+    instructions: Mapping[str, SignedMessage],
     *,
-    rows_per_node: Mapping[str, int] | None = None,
     timeout_s: float | None = None,
 ) -> TrainingResult:
-    """Run ``spec`` on the federation's SuperNodes under ``grants`` (dataset -> grant id)."""
-    plan = job_plan(spec, rows_per_node, None)
+    """Run ``spec`` on the federation's SuperNodes under ``grants`` (dataset -> grant id) and
+    the signed ``instructions`` (dataset -> the signed train instruction its node accepted)."""
+    plan = job_plan(spec, None, None)
     runs = federation.workdir / "runs"
     with tempfile.TemporaryDirectory(prefix="run-", dir=runs) as tmp:
         job_file = f"{tmp}/job.json"
@@ -40,8 +49,12 @@ def run_deployed(
             json.dump(
                 {
                     "job": spec.canonical_json(),
-                    "rows": dict(rows_per_node or {}),
+                    "rows": {},  # nodes refuse public row counts: the plan is the signed one
                     "grants": dict(grants),
+                    "instructions": {
+                        d: json.dumps(one.to_json(), sort_keys=True)
+                        for d, one in instructions.items()
+                    },
                 },
                 f,
             )
@@ -55,4 +68,16 @@ def run_deployed(
                     f"{federation.workdir / 'logs'}"
                 )
             time.sleep(0.05)
-    return collect_result(spec, plan, outcome)
+    result = collect_result(spec, plan, outcome)
+    for failure in outcome.failures:
+        log.warning("node %s failed at %s: %s", failure.node, failure.stage, failure.reason[:300])
+    failed_rounds = {n for r in outcome.rounds for n in r.failed}
+    for dataset in spec.nodes:
+        steps = outcome.steps.get(dataset, 0)
+        how = (
+            "its reported steps plus the planned steps of each round it failed"
+            if dataset in failed_rounds
+            else "the steps it reported"
+        )
+        log.info("dataset %s charged %d DP-SGD steps (%s)", dataset, steps, how)
+    return result

@@ -79,10 +79,17 @@ CREATE TABLE IF NOT EXISTS accepted (
 """
 
 
-class _Refused(Exception):
+class TaskRefused(Exception):
+    """A task or plan refused by the node's checks: the gRPC ``status`` it maps to, a short
+    refusal ``code`` and the message for the hub. Raised by :meth:`NodeTasks.run_task`, which
+    needs no gRPC context (the deployed ClientApp calls it, :mod:`sandbox.deployment.apps`)."""
+
     def __init__(self, status: grpc.StatusCode, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+
+
+_Refused = TaskRefused
 
 
 class NodeTasks:
@@ -148,13 +155,19 @@ class NodeTasks:
     def run(self, request: pb.RunTaskRequest, context: Any) -> pb.RunTaskResponse:
         """Check the task against the signed, accepted plan and run it on this node's data."""
         try:
-            instr = self._verified(request.instruction)
-            spec, rows_json = self._checked_config(request.task, instr)
-            self._approve_once(instr, spec)
-        except _Refused as exc:
+            reply = self.run_task(request.instruction, request.task)
+        except TaskRefused as exc:
             context.set_trailing_metadata(((REFUSAL_METADATA, exc.code),))
             abort_with(context, exc.status, str(exc))
-        task = request.task
+        return pb.RunTaskResponse(reply=reply)
+
+    def run_task(self, signed: pb.SignedInstruction, task: pb.FederatedTask) -> pb.FederatedTask:
+        """:meth:`run` without gRPC: :class:`TaskRefused` if the task is not exactly the
+        signed, accepted plan (nothing ran); else the node's reply (``error`` set if the task
+        failed after the checks)."""
+        instr = self._verified(signed)
+        spec, rows_json = self._checked_config(task, instr)
+        self._approve_once(instr, spec)
         try:
             with self._run_lock:
                 reply = self._run(task, instr, spec, rows_json)
@@ -165,7 +178,7 @@ class NodeTasks:
                 group_id=task.group_id,
                 error=" ".join(f"{type(exc).__name__}: {exc}".split())[:1000],
             )
-        return pb.RunTaskResponse(reply=reply)
+        return reply
 
     # -- checks ---------------------------------------------------------------------------------
 

@@ -1,49 +1,31 @@
 """Training over real Flower deployment processes: a SuperLink with TLS and SuperNode
-authentication, two SuperNodes registered by key, the sandbox FAB started with ``flwr run``.
-The processes are started once for the module."""
+authentication, two SuperNodes registered by key, each checking every message against the
+signed instruction its node accepted, the sandbox FAB started with ``flwr run``. The
+processes are started once for the module; the test that kills a node runs last."""
 
 from __future__ import annotations
 
-import csv
+import logging
+import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation.accounting import plan_job
-from federation.approval import plan_approvals
 from federation.job import JobSpec
 from federation.node_authorization import NODE_NAME_KEY
-from federation.node_store import NodeStore, node_state_dir
-from sandbox.deployment.apps import CATALOG_DIR_KEY, STATE_ROOT_KEY
+from federation.result import TrainingResult
+from policies.instructions import SignedInstruction
 from sandbox.deployment.processes import Federation, write_node_key
 from sandbox.deployment.runner import run_deployed
 
+from .departments import FEATURES, GRANT, Department, grant
+
 NODES = ("north", "south")
-FEATURES = ("age", "income")
-GRANT = "G1"
 
 pytestmark = pytest.mark.slow  # real processes: minutes on a shared 2-core machine
-
-
-def _catalog(root: Path, name: str, offset: int) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"age": 18 + (i + offset) % 70, "income": 1000.0 + 37.0 * i, "default": (i + offset) % 2}
-        for i in range(200)
-    ]
-    with (root / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / f"{name}.yaml").write_text(
-        f"name: {name}\nfile: {name}.csv\nclassification: 内部\nrow_bound: 1000\ncolumns:\n"
-        "  - {name: age, type: int, bounds: [18, 90]}\n"
-        "  - {name: income, type: float, bounds: [0, 100000]}\n"
-        "  - {name: default, type: int, categories: [0, 1]}\n",
-        encoding="utf-8",
-    )
 
 
 def _spec(**kw: object) -> JobSpec:
@@ -52,7 +34,7 @@ def _spec(**kw: object) -> JobSpec:
         "features": FEATURES,
         "label": "default",
         "nodes": NODES,
-        "rounds": 2,
+        "rounds": 1,
         "sample_rate": 0.5,
         "noise_multiplier": 2.0,
         "target_delta": 1e-6,
@@ -62,72 +44,69 @@ def _spec(**kw: object) -> JobSpec:
     return JobSpec(**base)
 
 
-def _approve(fed: Federation, spec: JobSpec) -> None:
-    for name, approval in plan_approvals(spec, dict.fromkeys(NODES, GRANT)).items():
-        NodeStore(node_state_dir(_root(fed, name), name)).approve(approval)
+class _Setup:
+    def __init__(self, fed: Federation, depts: dict[str, Department]) -> None:
+        self.fed, self.depts = fed, depts
+
+    def accept(self, spec: JobSpec) -> dict[str, SignedInstruction]:
+        return {name: dept.accept(spec) for name, dept in self.depts.items()}
+
+    def run(self, spec: JobSpec, signed: dict[str, SignedInstruction]) -> TrainingResult:
+        return run_deployed(self.fed, spec, dict.fromkeys(NODES, GRANT), signed)
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Setup]:
     work = tmp_path_factory.mktemp("deploy")
+    authority = Ed25519PrivateKey.generate()
+    the_grant = grant(NODES)
     federation = Federation(work / "flower")
     federation.start_superlink()
+    depts = {}
     for i, name in enumerate(NODES):
-        _catalog(work / name / "catalog", name, i)
-        federation.start_supernode(
-            name,
-            {
-                NODE_NAME_KEY: name,
-                CATALOG_DIR_KEY: str(work / name / "catalog"),
-                STATE_ROOT_KEY: str(work / name / "state"),
-            },
-        )
+        depts[name] = Department.create(work / name, name, i, authority, the_grant)
+        federation.start_supernode(name, depts[name].node_config)
     federation.wait_connected(len(NODES))
     try:
-        yield federation
+        yield _Setup(federation, depts)
     finally:
         federation.stop()
 
 
-def _root(fed: Federation, name: str) -> Path:
-    return fed.workdir.parent / name / "state"
-
-
-def test_two_node_job_over_tls_and_node_auth_card_matches_ledger(fed: Federation) -> None:
-    spec = _spec()
-    _approve(fed, spec)
+def test_signed_job_over_tls_and_node_auth_card_matches_node_tallies(setup: _Setup) -> None:
+    spec = _spec(rounds=2)
+    signed = setup.accept(spec)
+    before = {n: d.steps() for n, d in setup.depts.items()}
     start = time.perf_counter()
-    result = run_deployed(fed, spec, dict.fromkeys(NODES, GRANT))
+    result = setup.run(spec, signed)
     wall = time.perf_counter() - start
     assert result.status == "completed", result.abort_reason
     assert result.model_card is not None
     plan = plan_job(spec)
     for card in result.model_card.nodes:
-        usage = NodeStore(node_state_dir(_root(fed, card.dataset), card.dataset)).usage(
-            GRANT, card.dataset
-        )
-        assert usage.steps == plan.total_steps(card.dataset)  # the node's own tally
+        dept = setup.depts[card.dataset]
+        assert dept.steps() - before[card.dataset] == plan.total_steps(card.dataset)
         assert card.epsilon_spent == pytest.approx(result.spent[card.dataset].epsilon)
         assert card.rounds_participated == spec.rounds
         assert result.spent[card.dataset].epsilon <= plan.predicted[card.dataset].epsilon + 1e-9
-    overheads = [r.overhead_s for r in result.rounds]
+    overheads = [round(r.overhead_s, 2) for r in result.rounds]
     print(f"deployment wall {wall:.2f} s, round overheads {overheads}")
 
 
-def test_node_refuses_a_job_other_than_its_approved_plan(fed: Federation) -> None:
-    approved = _spec(rounds=1, seed=11)
-    _approve(fed, approved)
-    sent = _spec(rounds=1, seed=11, learning_rate=0.5)  # another config hash
-    result = run_deployed(fed, sent, dict.fromkeys(NODES, GRANT))
+def test_job_other_than_the_signed_plan_is_refused_by_every_node(setup: _Setup) -> None:
+    signed = setup.accept(_spec(seed=11))
+    before = {n: d.steps() for n, d in setup.depts.items()}
+    sent = _spec(seed=11, learning_rate=0.5)  # another config hash than the signed one
+    result = setup.run(sent, signed)
     assert result.status == "aborted"
-    assert result.failures and all(f.stage == "describe" for f in result.failures)
-    assert any("approv" in f.reason or "refus" in f.reason for f in result.failures)
-    for name in NODES:
-        store = NodeStore(node_state_dir(_root(fed, name), name))
-        assert store.usage(GRANT, name).steps == 0 or True  # nothing new ran under this job
+    assert len(result.failures) == len(NODES)
+    assert all(f.stage == "describe" for f in result.failures)
+    assert all("plan_mismatch" in f.reason for f in result.failures), result.failures
+    assert {n: d.steps() for n, d in setup.depts.items()} == before  # nothing ran
 
 
-def test_supernode_without_registered_key_is_refused(fed: Federation) -> None:
+def test_supernode_without_registered_key_is_refused(setup: _Setup) -> None:
+    fed = setup.fed
     key, _ = write_node_key(fed.workdir / "keys", "intruder")
     node = fed.start_supernode("intruder", {NODE_NAME_KEY: "intruder"}, key=key)
     try:
@@ -140,3 +119,57 @@ def test_supernode_without_registered_key_is_refused(fed: Federation) -> None:
     finally:
         node.stop()
         fed.nodes.pop("intruder", None)
+
+
+def test_node_killed_mid_job_completes_with_the_rest_and_each_is_charged(
+    setup: _Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """South's SuperNode is killed once it has trained in round 1: the job completes with
+    north (min_nodes=1); north is charged exactly its tally; south at least what its own store
+    tallied (the failed round's planned steps are charged). A second job that needs both nodes
+    then fails with a clear error."""
+    spec = _spec(rounds=3, min_nodes=1, round_timeout_s=25.0, seed=5)
+    signed = setup.accept(spec)
+    before = {n: d.steps() for n, d in setup.depts.items()}
+    south = setup.depts["south"]
+    killed = threading.Event()
+
+    def kill_south_after_it_trained() -> None:
+        deadline = time.monotonic() + 300
+        while south.steps() == before["south"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        setup.fed.nodes["south"].stop()
+        killed.set()
+
+    killer = threading.Thread(target=kill_south_after_it_trained, daemon=True)
+    killer.start()
+    with caplog.at_level(logging.INFO, logger="sandbox.deployment.runner"):
+        result = setup.run(spec, signed)
+    killer.join(5)
+    assert killed.is_set()
+    assert result.status == "completed", result.abort_reason
+    assert any(f.node == "south" for f in result.failures) or any(
+        r.failed for r in result.rounds
+    ), result.failures
+    plan = plan_job(spec)
+    north_steps = setup.depts["north"].steps() - before["north"]
+    south_steps = south.steps() - before["south"]
+    assert north_steps == plan.total_steps("north")
+    assert result.spent["north"].epsilon <= plan.predicted["north"].epsilon + 1e-9
+    assert 0 < south_steps < plan.total_steps("south")
+    # South is charged at least what it trained (its store's tally), never less.
+    assert result.model_card is not None
+    charged = next(n for n in result.model_card.nodes if n.dataset == "south")
+    assert charged.epsilon_spent == pytest.approx(result.spent["south"].epsilon)
+    lines = [r.getMessage() for r in caplog.records]
+    south_line = next(line for line in lines if "dataset south charged" in line)
+    charged_steps = int(south_line.split("charged ")[1].split()[0])
+    assert charged_steps >= south_steps
+    assert "failed" in south_line
+    assert any("node south failed" in line for line in lines), lines
+    # Both nodes required, one dead: the job stops with a clear error.
+    both = _spec(rounds=1, min_nodes=2, round_timeout_s=15.0, seed=6)
+    signed = {"north": setup.depts["north"].accept(both), "south": south.sign(both)}
+    stopped = setup.run(both, signed)
+    assert stopped.status == "aborted"
+    assert stopped.abort_reason is not None and "min_nodes=2" in stopped.abort_reason
