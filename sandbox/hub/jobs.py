@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from federation.job import JobSpec
     from federation.model_card import ModelCard
     from federation.result import TrainingResult
+    from sandbox.deployment.processes import Federation
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,10 @@ class HubJobs:
         self._jobs: dict[str, _Job] = {}
         self._changed = threading.Condition()
         self._slot = threading.Lock()  # the one training slot
+        #: Flower deployment processes (``sandbox hub serve --flower``): jobs then run over the
+        #: SuperLink and the departments' SuperNodes (:mod:`sandbox.deployment`); ``None``:
+        #: over ``NodeService.RunTask`` (:class:`~sandbox.hub.grid.RemoteGrid`).
+        self.flower: Federation | None = None
 
     # -- TrainingJobs ---------------------------------------------------------------------
 
@@ -501,6 +506,8 @@ class HubJobs:
         return Outcome(result, model_file(result.weights))
 
     def _federate(self, job: _Job, signed: Mapping[str, SignedInstruction]) -> TrainingResult:
+        if self.flower is not None:
+            return self._federate_deployed(job, signed, self.flower)
         from flwr.app import Context, RecordDict
 
         from federation.outcome import JobOutcome, collect_result
@@ -555,6 +562,35 @@ class HubJobs:
             grid.close()
         failures()
         return collect_result(job.spec, job.plan, outcome)
+
+    def _federate_deployed(
+        self, job: _Job, signed: Mapping[str, SignedInstruction], flower: Federation
+    ) -> TrainingResult:
+        """Run the job over the Flower deployment; its rounds and failures are reported to
+        the job's followers once the run is over."""
+        from sandbox.deployment.runner import run_deployed
+
+        grants = {r.dataset: r.grant_id for r in job.reservations}
+        result = run_deployed(flower, job.spec, grants, signed)
+        for failure in result.failures:
+            reported = pb.NodeFailure(node=failure.node, stage=failure.stage, reason=failure.reason)
+            self._emit(job, failure=reported)
+        for m in result.rounds:
+            job.rounds_done = m.round
+            self._emit(
+                job,
+                round=pb.RoundMetrics(
+                    round=m.round,
+                    nodes=list(m.nodes),
+                    failed=list(m.failed),
+                    wall_s=m.wall_s,
+                    max_compute_s=m.max_compute_s,
+                    sum_compute_s=m.sum_compute_s,
+                    overhead_s=m.overhead_s,
+                    mean_update_norm=m.mean_update_norm,
+                ),
+            )
+        return result
 
     def _on_failure(self, job: _Job, reservation: Reservation, reason: str) -> bytes | None:
         """Refund a dataset only if its node never accepted the plan (nothing ran there)."""
