@@ -42,6 +42,7 @@ __all__ = [
     "Federation",
     "SuperNode",
     "free_port",
+    "node_key",
     "write_node_key",
 ]
 
@@ -68,6 +69,17 @@ def _bin(name: str) -> str:
     """A Flower executable next to this interpreter (the sandbox's environment)."""
     path = Path(sys.executable).parent / name
     return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+def node_key(state: Path, dataset: str) -> tuple[Path, Path]:
+    """A department's SuperNode key for ``dataset`` (private, public), made at first use under
+    the node's state directory (``STATE/flower/keys``). The department hands the public key to
+    the hub operator, who registers it (``sandbox hub serve --flower-node DATASET=FILE``)."""
+    directory = Path(state) / "flower" / "keys"
+    private, public = directory / dataset, directory / f"{dataset}.pub"
+    if private.exists() and public.exists():
+        return private, public
+    return write_node_key(directory, dataset)
 
 
 def write_node_key(directory: Path, name: str) -> tuple[Path, Path]:
@@ -122,12 +134,16 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 class Federation:
     """A SuperLink and its SuperNodes, all with their state under ``workdir``.
 
-    ``hosts`` are the names the SuperLink's certificate covers (its SANs).
+    ``hosts`` are the names the SuperLink's certificate covers (its SANs), ``bind_host`` the
+    address it listens on. On a department's machine, ``superlink`` is the hub's SuperLink
+    (``HOST:PORT``) the SuperNodes connect to; no SuperLink is started there.
     """
 
     workdir: Path
     port: int = 0
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    bind_host: str = "127.0.0.1"
+    superlink_address: str | None = None
     env_extra: Mapping[str, str] = field(default_factory=dict)
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, SuperNode] = field(default_factory=dict)
@@ -143,6 +159,8 @@ class Federation:
 
     @property
     def address(self) -> str:
+        if self.superlink_address is not None:
+            return self.superlink_address
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -242,7 +260,7 @@ class Federation:
             "--ssl-ca-certfile", str(self.ca_cert),
             "--enable-supernode-auth",
             "--disable-runtime-dependency-installation",
-            "--host", "127.0.0.1",
+            "--host", self.bind_host,
             "--port", str(self.port),
             "--database", str(self.workdir / "superlink.db"),
         ]  # fmt: skip
@@ -266,15 +284,23 @@ class Federation:
         """Make a key for SuperNode ``name`` and register it with the SuperLink; returns the
         private key's path."""
         private, public = write_node_key(self.workdir / "keys", name)
+        self.register_key(name, public)
+        return private
+
+    def register_key(self, name: str, public: Path) -> None:
+        """Register SuperNode ``name``'s public key (OpenSSH format) with the SuperLink; a key
+        registered before (the SuperLink's database persists) is accepted as it is."""
         for attempt in range(20):  # the SuperLink may still be finishing its start
             try:
                 self._cli(["supernode", "register", str(public), CONNECTION, "--name", name])
-                return private
+                return
             except DeploymentError as exc:
-                if "unavailable" not in str(exc) or attempt == 19:
+                text = str(exc).lower()
+                if "already" in text or "exists" in text:
+                    return
+                if "unavailable" not in text or attempt == 19:
                     raise
                 time.sleep(0.25)
-        return private
 
     def start_supernode(
         self,

@@ -11,6 +11,10 @@ sandbox hub serve ... --insecure [--listen 127.0.0.1:PORT]       plaintext, API 
 sandbox hub serve ... --api-keys FILE --web HOST:PORT            also the web view (HTTPS with
                                                                   the hub's certificate; plain
                                                                   HTTP with --insecure)
+sandbox hub serve ... --flower [--flower-listen HOST:PORT]       also a Flower SuperLink (TLS
+                  [--flower-node DATASET=FILE ...]                from the CA directory, SuperNode
+                                                                  keys registered): training
+                                                                  jobs run over it
 
 It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr, exit code 2.
 """
@@ -105,6 +109,17 @@ def hub_serve(
         str | None,
         typer.Option("--web", help="HOST:PORT of the web view (regulators, departments)"),
     ] = None,
+    flower: Annotated[
+        bool,
+        typer.Option("--flower", help="run training jobs over a Flower SuperLink beside the hub"),
+    ] = False,
+    flower_listen: Annotated[
+        str, typer.Option("--flower-listen", help="HOST:PORT of the SuperLink")
+    ] = "127.0.0.1:9092",
+    flower_node: Annotated[
+        list[str] | None,
+        typer.Option("--flower-node", help="DATASET=FILE: a SuperNode's public key (repeat)"),
+    ] = None,
 ) -> None:
     """Serve the hub until SIGINT or SIGTERM."""
     _guard(
@@ -120,6 +135,8 @@ def hub_serve(
             api_key_listen=api_key_listen,
             insecure=insecure,
             web=web,
+            flower=flower_listen if flower else None,
+            flower_nodes=flower_node or [],
         )
     )
 
@@ -138,6 +155,8 @@ def serve(
     insecure: bool,
     echo: Callable[[str], None] = typer.echo,
     web: str | None = None,
+    flower: str | None = None,
+    flower_nodes: list[str] | None = None,
 ) -> None:
     """Check the options, start the hub (:func:`sandbox.hub.start`) and block until a signal."""
     from sandbox.hub.server import HubTLS, is_loopback, start
@@ -161,6 +180,8 @@ def serve(
     if web is not None and api_keys is None:
         raise HubError("--web logs people in with API keys: give --api-keys FILE too")
     table = parse_routes(routes)
+    if flower is not None and (insecure or ca is None):
+        raise HubError("--flower runs the SuperLink with TLS from the CA: give --ca DIR")
 
     from policies.authority import Authority
     from sandbox.catalog import Catalog, load_catalog
@@ -208,6 +229,29 @@ def serve(
             raise
         scheme = "http" if insecure else "https"
         echo(f"web view on {scheme}://{web.rsplit(':', 1)[0]}:{site.port}/")
+    superlink = None
+    if flower is not None:
+        assert ca is not None
+        from sandbox.deployment.processes import DeploymentError
+        from sandbox.deployment.serve import parse_node_keys, start_superlink
+        from sandbox.hub.jobs import HubJobs
+
+        try:
+            if not isinstance(hub.firm.jobs, HubJobs):
+                raise DeploymentError("this hub runs no training jobs")
+            superlink = start_superlink(state, ca, flower, parse_node_keys(flower_nodes or []))
+            hub.firm.jobs.flower = superlink
+        except BaseException as exc:
+            hub.stop()
+            if site is not None:
+                site.stop()
+            if isinstance(exc, DeploymentError):
+                raise HubError(f"the Flower SuperLink did not start: {exc}") from None
+            raise
+        echo(
+            f"Flower SuperLink on {flower} (TLS, SuperNode authentication, "
+            f"{len(flower_nodes or [])} SuperNode key(s)); training jobs run over it"
+        )
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -219,6 +263,8 @@ def serve(
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     hub.wait()
+    if superlink is not None:
+        superlink.stop()
     if site is not None:
         site.stop()
     echo("hub stopped")

@@ -6,6 +6,13 @@ sandbox node serve --catalog DIR --authority-key PUB --state DIR     serve sandb
 sandbox node serve ... --insecure [--listen 127.0.0.1:PORT]          plaintext, loopback only
 sandbox node cap DATASET --epsilon E [--delta D]                     the department's own cap on
                  --authority-key PUB --state DIR                     a dataset (deny by default)
+sandbox node serve ... --flower-superlink HOST:PORT              also one Flower SuperNode per
+                                                                     dataset (keys in
+                                                                     STATE/flower/keys), TLS
+                                                                     pinned to --ca
+sandbox node flower-key --catalog DIR --state DIR                    print each dataset's
+                                                                     SuperNode public key for
+                                                                     the hub operator
 sandbox node witness-key --state DIR                                 print the node's witness
                                                                      public key (PEM) for the
                                                                      regulators
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -70,24 +77,77 @@ def node_serve(
     name: Annotated[
         str | None, typer.Option("--name", help="the node's name with --insecure")
     ] = None,
+    flower_superlink: Annotated[
+        str | None,
+        typer.Option(
+            "--flower-superlink", help="HOST:PORT of the hub's Flower SuperLink (SuperNodes)"
+        ),
+    ] = None,
 ) -> None:
     """Serve this node's datasets (DP releases and public metadata only) to the hub."""
     from sandbox.node.server import serve
 
-    _guard(
-        lambda: serve(
-            catalog,
-            authority_key,
-            state,
-            echo=typer.echo,
-            listen=listen,
-            ca=ca,
-            cert=cert,
-            key=key,
-            insecure=insecure,
-            name=name,
+    supernodes = None
+    if flower_superlink is not None:
+        supernodes = _guard(
+            lambda: _start_supernodes(catalog, authority_key, state, ca, flower_superlink)
         )
-    )
+    try:
+        _guard(
+            lambda: serve(
+                catalog,
+                authority_key,
+                state,
+                echo=typer.echo,
+                listen=listen,
+                ca=ca,
+                cert=cert,
+                key=key,
+                insecure=insecure,
+                name=name,
+            )
+        )
+    finally:
+        if supernodes is not None:
+            supernodes.stop()
+
+
+def _start_supernodes(
+    catalog: Path, authority_key: Path, state: Path, ca: Path | None, superlink: str
+) -> Any:
+    """One SuperNode per dataset of the catalog, connected to the hub's SuperLink."""
+    from sandbox.catalog import load_catalog
+    from sandbox.deployment.processes import DeploymentError
+    from sandbox.deployment.serve import start_supernodes
+    from sandbox.errors import NodeServiceError
+
+    if ca is None:
+        _fail("--flower-superlink pins the sandbox CA: give --ca")
+    datasets = sorted(m.name for m in load_catalog(catalog))
+    try:
+        started = start_supernodes(state, catalog, authority_key, ca, superlink, datasets)
+    except DeploymentError as exc:
+        raise NodeServiceError(f"the SuperNodes did not start: {exc}") from None
+    typer.echo(f"SuperNodes for {', '.join(datasets)} connecting to {superlink}")
+    return started
+
+
+@node_app.command("flower-key")
+def node_flower_key(
+    catalog: Annotated[Path, typer.Option("--catalog", help="the node's catalog directory")],
+    state: StateOpt,
+) -> None:
+    """Print each dataset's SuperNode public key (made at first use) as DATASET=KEY lines: the
+    hub operator registers them (``sandbox hub serve --flower --flower-node DATASET=FILE``)."""
+    from sandbox.catalog import load_catalog
+    from sandbox.deployment.processes import node_key
+
+    def keys() -> list[str]:
+        names = sorted(m.name for m in load_catalog(catalog))
+        return [f"{n}={node_key(state, n)[1].read_text(encoding='utf-8').strip()}" for n in names]
+
+    for line in _guard(keys):
+        typer.echo(line)
 
 
 @node_app.command("cap")
