@@ -95,6 +95,7 @@ class FastGrid:
         self.pull_interval = pull_interval
         self.instructions = dict(instructions or {})
         self.datasets: dict[int, str] = {}  # Flower node id -> the dataset it answered
+        self._destinations: dict[str, int] = {}  # message id -> its node
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
@@ -118,18 +119,33 @@ class FastGrid:
         return [nid for nid in ids if self.datasets.get(nid) in self.instructions]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        batch = list(messages)
-        for message in batch:
+        batch = []
+        for message in messages:
             if ROLL_CALL_RECORD in message.content or not self.instructions:
+                batch.append(message)
                 continue
-            dataset = self.datasets.get(message.metadata.dst_node_id)
+            meta = message.metadata
+            dataset = self.datasets.get(meta.dst_node_id)
             carried: dict[str, ConfigRecordValues] = {}
             if dataset is not None and dataset in self.instructions:
                 carried[dataset] = self.instructions[dataset]  # its own only, once known
             else:
                 carried.update(self.instructions)
-            message.content[INSTRUCTION_RECORD] = ConfigRecord(carried)
-        return self._grid.push_messages(batch)
+            # A strategy may give every node the same content object: each gets its own.
+            content = RecordDict(dict(message.content.items()))
+            content[INSTRUCTION_RECORD] = ConfigRecord(carried)
+            batch.append(
+                Message(
+                    content,
+                    meta.dst_node_id,
+                    meta.message_type,
+                    ttl=meta.ttl,
+                    group_id=meta.group_id,
+                )
+            )
+        ids = list(self._grid.push_messages(batch))
+        self._destinations.update(zip(ids, (m.metadata.dst_node_id for m in batch), strict=True))
+        return ids
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
@@ -139,11 +155,19 @@ class FastGrid:
         replies: list[Message] = []
         while pending:
             got = list(self._grid.pull_messages(pending))
+            for reply in got:
+                # An error the SuperLink made (the node is unavailable) names the SuperLink as
+                # its source: name the node the message went to, so it is charged and reported.
+                dst = self._destinations.pop(reply.metadata.reply_to_message_id, None)
+                if dst is not None and reply.metadata.src_node_id != dst:
+                    reply.metadata.__dict__["_src_node_id"] = dst
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
             if not pending or (end is not None and time.monotonic() >= end):
                 break
             time.sleep(self.pull_interval)
+        for message_id in pending:
+            self._destinations.pop(message_id, None)
         return replies
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 
 from federation.job import JobSpec
 from policies.instructions import SignedInstruction
@@ -123,24 +123,29 @@ def test_instruction_signed_by_another_key_is_refused(north: tuple[Department, J
 
 
 class _LocalGrid:
-    """A grid whose node ids are departments answering in-process through ``handle``."""
+    """A grid whose node ids are departments answering in-process through ``handle``; a
+    node id without a department is unavailable (the SuperLink answers, as its source)."""
 
     def __init__(self, nodes: dict[int, Department]) -> None:
         self.nodes = nodes
         self.replies: dict[str, Message] = {}
-        self.sent: list[Message] = []
+        self.count = 0
 
     def get_node_ids(self) -> list[int]:
         return list(self.nodes)
 
     def push_messages(self, messages: list[Message]) -> list[str]:
         ids = []
-        for i, message in enumerate(messages):
-            self.sent.append(message)
-            mid = f"m{len(self.replies)}-{i}"
-            dept = self.nodes[message.metadata.dst_node_id]
-            reply = handle(message, _context(dept))
-            reply.metadata.__dict__["_src_node_id"] = message.metadata.dst_node_id
+        for message in messages:
+            self.count += 1
+            mid = f"m{self.count}"
+            dst = message.metadata.dst_node_id
+            if dst in self.nodes:
+                reply = handle(message, _context(self.nodes[dst]))
+                reply.metadata.__dict__["_src_node_id"] = dst
+            else:
+                reply = Message(Error(0, "Node Unavailable"), reply_to=message)
+                reply.metadata.__dict__["_src_node_id"] = 1  # the SuperLink
             reply.metadata.__dict__["_reply_to_message_id"] = mid
             self.replies[mid] = reply
             ids.append(mid)
@@ -156,18 +161,21 @@ def test_roll_call_lists_only_the_jobs_nodes_and_each_gets_its_own_instruction(
     from sandbox.deployment.apps import FastGrid
 
     dept, _ = north
-    spec = _spec(nodes=("north",), seed=4)
-    other = Department(
-        "south", dept.root.parent / "south", dept.authority, dept.grant
-    )  # created by the first test
-    signed = {"north": json.dumps(dept.accept(spec).to_json())}
-    local = _LocalGrid({7: dept, 8: other})
+    south = Department("south", dept.root.parent / "south", dept.authority, dept.grant)
+    east = Department.create(dept.root.parent / "east", "east", 2, dept.authority, dept.grant)
+    spec = _spec(seed=4)
+    signed = {d.name: json.dumps(d.accept(spec).to_json()) for d in (dept, south)}
+    local = _LocalGrid({7: dept, 8: south, 9: east})
     grid = FastGrid(local, pull_interval=0.0, instructions=signed)  # type: ignore[arg-type]
-    assert list(grid.get_node_ids()) == [7]  # south is not in the job
-    assert grid.datasets == {7: "north", 8: "south"}
-    query = _message(spec, None)
-    query.metadata.__dict__["_dst_node_id"] = 7
-    (reply,) = grid.send_and_receive([query], timeout=10)
-    assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
-    carried = query.content.config_records[INSTRUCTION_RECORD]
-    assert set(carried) == {"north"}
+    assert list(grid.get_node_ids()) == [7, 8]  # east is not in the job
+    assert grid.datasets == {7: "north", 8: "south", 9: "east"}
+    shared = _message(spec, None).content  # a strategy may share one content object
+    queries = [Message(shared, nid, "query") for nid in (7, 8)]
+    replies = list(grid.send_and_receive(queries, timeout=10))
+    assert [r.has_error() for r in replies] == [False, False], [
+        r.error.reason for r in replies if r.has_error()
+    ]
+    assert INSTRUCTION_RECORD not in shared  # each message got its own copy
+    # The SuperLink's error for an unavailable node names that node, not the SuperLink.
+    (lost,) = grid.send_and_receive([Message(shared, 10, "query")], timeout=10)
+    assert lost.has_error() and lost.metadata.src_node_id == 10

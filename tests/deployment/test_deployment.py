@@ -145,7 +145,7 @@ def test_node_killed_mid_job_completes_with_the_rest_and_each_is_charged(
     killer.start()
     with caplog.at_level(logging.INFO, logger="sandbox.deployment.runner"):
         result = setup.run(spec, signed)
-    killer.join(5)
+    killer.join(30)
     assert killed.is_set()
     assert result.status == "completed", result.abort_reason
     assert any(f.node == "south" for f in result.failures) or any(
