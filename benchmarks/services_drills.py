@@ -116,7 +116,10 @@ def check_state(state: Path, node_state: Path, released: list[int]) -> dict[str,
     db.close()
     export = state.parent / "drill-export.jsonl"
     audit = [sys.executable, "-m", "sandbox", "audit"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the regulator's memory of this log lives with the run, not in the user's config
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT), SANDBOX_VERIFIER_HOME=str(state.parent / "verifier")
+    )
     check = subprocess.run(
         [*audit, "check", "--state", str(state)], env=env, capture_output=True, check=False
     )
