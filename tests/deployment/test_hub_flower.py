@@ -7,6 +7,8 @@ over the SuperLink; every node checks every message against the instruction it a
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from federation.accounting import plan_job
@@ -29,7 +31,18 @@ pytestmark = pytest.mark.slow  # real processes: minutes on a shared 2-core mach
 
 def test_hub_job_runs_over_its_superlink_and_nodes_check_the_signed_plan(
     setup: _Setup,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import sandbox.deployment.runner as runner
+
+    deployed: list[str] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        deployed.append(args[1].config_hash())
+        return run_deployed(*args, **kwargs)
+
+    run_deployed = runner.run_deployed
+    monkeypatch.setattr(runner, "run_deployed", counted)
     root = setup.pki.parent
     authority_pem = root / "authority.pem"
     authority_pem.write_bytes(public_key_pem(setup.authority.public_key))
@@ -63,6 +76,7 @@ def test_hub_job_runs_over_its_superlink_and_nodes_check_the_signed_plan(
         for one in supernodes:
             one.stop()
         superlink.stop()
+    assert deployed == [spec.config_hash()]  # the job ran over the SuperLink
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds == ["accepted", "round", "finished"], events
     done = events[-1].finished
