@@ -5,6 +5,13 @@ checked against the manifest (refused or clamped as it says), converted to the t
 works with, and handed to a fully adaptive compositor (an odometer). Each query builds its
 measurement on an empty frame with the dataset's schema, so no rows are copied per query.
 
+The odometer keeps a record of every query it answered, so a node answering queries for
+months would grow without bound (about 3 KB per release). Every :data:`ODOMETER_QUERIES`
+releases the context starts a fresh odometer on the same rows and carries the old one's total
+forward: :meth:`DatasetContext.odometer_loss` still reports the whole total (by basic
+composition, as the odometer itself counts). Budgets are enforced by the ledger and the node's
+own store, never by this counter.
+
 >>> from sandbox.catalog import load_catalog
 >>> ctx = DatasetContext(load_catalog("examples/pums")["pums"])
 >>> ctx.report.ok, ctx.odometer_loss()
@@ -31,6 +38,9 @@ dp.enable_features("contrib")
 
 #: Every query is an approximate-DP (epsilon, delta) measurement under this measure.
 MEASURE = dp.approximate(dp.max_divergence())
+
+#: Releases one odometer answers before the context starts a fresh one (bounded memory).
+ODOMETER_QUERIES = 5_000
 
 #: Day 0 of the day numbers dates are held as inside OpenDP.
 EPOCH = dt.date(1970, 1, 1)
@@ -80,8 +90,11 @@ class DatasetContext:
         )
         self.domain = _domain(manifest, self.columns)
         self.metric, self.d_in = dp.unit_of(contributions=manifest.privacy_unit.max_rows)
-        odometer = dp.c.make_fully_adaptive_composition(self.domain, self.metric, MEASURE)
-        self._queryable = odometer(frame.lazy())
+        self._odometer = dp.c.make_fully_adaptive_composition(self.domain, self.metric, MEASURE)
+        self._rows = frame.lazy()
+        self._queryable = self._odometer(self._rows)
+        self._answered = 0
+        self._carried = (0.0, 0.0)
         self._empty = _lazyframe_from_domain(self.domain)
         self._lock = threading.Lock()
 
@@ -99,13 +112,19 @@ class DatasetContext:
     def release(self, measurement: dp.Measurement) -> pl.DataFrame:
         """Run the measurement on the rows, once, through the odometer."""
         with self._lock:
+            if self._answered >= ODOMETER_QUERIES:
+                eps, delta = self._queryable.privacy_loss(self.d_in)
+                self._carried = (self._carried[0] + eps, self._carried[1] + delta)
+                self._queryable = self._odometer(self._rows)
+                self._answered = 0
+            self._answered += 1
             return cast(pl.DataFrame, self._queryable(measurement).collect())
 
     def odometer_loss(self) -> tuple[float, float]:
         """Total privacy loss this context has released, as OpenDP's odometer counts it."""
         with self._lock:
             eps, delta = self._queryable.privacy_loss(self.d_in)
-        return float(eps), float(delta)
+            return self._carried[0] + float(eps), self._carried[1] + float(delta)
 
     @property
     def empty(self) -> pl.LazyFrame:
