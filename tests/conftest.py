@@ -23,9 +23,20 @@ def pums_catalog_dir() -> Path:
 _DOCTESTS: set[str] = set()
 
 
+#: Files whose tests share nothing (no module fixture): pytest-xdist may spread them over
+#: workers one by one; every other file's tests run on one worker, so that a module fixture
+#: (a hub and nodes, a training job) is set up once.
+INDEPENDENT = ("tests/test_notebooks.py",)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Remember which collected items are docstring examples (``--doctest-modules``)."""
+    """Remember which collected items are docstring examples (``--doctest-modules``), and
+    group tests by file for ``pytest -n N --dist loadgroup`` (see ``INDEPENDENT``)."""
     _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path not in INDEPENDENT:
+            item.add_marker(pytest.mark.xdist_group(path))
 
 
 def _is_doctest(nodeid: str) -> bool:

@@ -25,7 +25,7 @@ from .departments import FEATURES, GRANT, Department, grant
 
 NODES = ("north", "south")
 
-pytestmark = pytest.mark.slow  # real processes: minutes on a shared 2-core machine
+pytestmark = pytest.mark.deployment  # real Flower processes: minutes on 2 cores
 
 
 def _spec(**kw: object) -> JobSpec:

@@ -26,7 +26,7 @@ from tests.training_service.test_training_service import (  # noqa: F401 - the f
     setup,
 )
 
-pytestmark = pytest.mark.slow  # real processes: minutes on a shared 2-core machine
+pytestmark = pytest.mark.deployment  # real Flower processes: minutes on 2 cores
 
 
 def test_hub_job_runs_over_its_superlink_and_nodes_check_the_signed_plan(
