@@ -370,9 +370,10 @@ class Authority:
     # -- the record -----------------------------------------------------------------------
 
     @_guarded
-    def tree_head(self) -> SignedTreeHead:
-        """Sign and return a tree head for the log as it is now."""
-        return self.log.sign_tree_head()
+    def tree_head(self, store: bool = True) -> SignedTreeHead:
+        """Sign and return a tree head for the log as it is now (kept unless ``store`` is
+        false)."""
+        return self.log.sign_tree_head(store)
 
     @_guarded
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:

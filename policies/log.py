@@ -49,7 +49,8 @@ CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts_ms);
 CREATE TABLE IF NOT EXISTS nodes (k INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tree_heads (
     size INTEGER NOT NULL, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL,
-    key_id TEXT NOT NULL, signature BLOB NOT NULL)
+    key_id TEXT NOT NULL, signature BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS tree_heads_size ON tree_heads (size);
 """
 
 
@@ -322,8 +323,9 @@ class TransparencyLog:
 
     # -- tree heads and export ------------------------------------------------------------
 
-    def sign_tree_head(self) -> SignedTreeHead:
-        """Sign and store a tree head for the current size."""
+    def sign_tree_head(self, store: bool = True) -> SignedTreeHead:
+        """Sign a tree head for the current size, and store it unless ``store`` is false (a
+        head handed to one caller with a proof need not be kept: it verifies on its own)."""
         if self._key is None:
             raise InvalidRequestError("this log was opened without a signing key")
         conn = self._reader()
@@ -333,11 +335,25 @@ class TransparencyLog:
             root = merkle.subtree_hash(self._get_node, 0, size)
         finally:
             conn.execute("COMMIT")
+        if not store:
+            return sign_tree_head(self._key, size, root, int(self._clock() * 1000))
         return self._sign(size, root)
 
     def tree_heads(self) -> list[SignedTreeHead]:
         rows = self._reader().execute("SELECT * FROM tree_heads ORDER BY rowid").fetchall()
         return [SignedTreeHead(s, bytes(r), t, k, bytes(sig)) for s, r, t, k, sig in rows]
+
+    def stored_head(self, size: int) -> SignedTreeHead | None:
+        """The newest stored tree head of exactly ``size`` entries, if one was kept."""
+        row = (
+            self._reader()
+            .execute("SELECT * FROM tree_heads WHERE size = ? ORDER BY rowid DESC LIMIT 1", (size,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        s, r, t, k, sig = row
+        return SignedTreeHead(s, bytes(r), t, k, bytes(sig))
 
     def export(
         self,

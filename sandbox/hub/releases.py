@@ -103,8 +103,10 @@ class ReleaseStore:
 
 def log_proof(authority: Authority, index: int) -> pb.LogProof:
     """The entry ``index``, its inclusion proof and a fresh signed tree head it verifies
-    against."""
-    head = authority.tree_head()
+    against. The head is not stored: it verifies on its own, and a hub answering thousands of
+    queries would otherwise keep a head per query (regulators get stored, witnessed heads
+    from ``SignedTreeHead``)."""
+    head = authority.tree_head(store=False)
     return pb.LogProof(
         index=index,
         tree_size=head.size,
