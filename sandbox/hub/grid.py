@@ -11,7 +11,6 @@ and the node's name is discarded as an error (:func:`sandbox.federated_task.chec
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterable
 from concurrent import futures
@@ -26,9 +25,8 @@ from federation.inprocess import InProcessGrid
 from policies.instructions import SignedInstruction
 from sandbox.errors import TaskFormatError
 from sandbox.federated_task import check_reply, content_from_task, task_from_content
-from sandbox.hub.nodes import signed_pb
+from sandbox.hub.nodes import NodeClient, signed_pb
 from sandbox.protocol.v1 import sandbox_pb2 as pb
-from sandbox.protocol.v1 import sandbox_pb2_grpc as pb_grpc
 
 #: Flower node id of the first remote node (the others follow, in the job's dataset order).
 FIRST_NODE_ID = 1
@@ -48,22 +46,15 @@ class RemoteGrid(InProcessGrid):
     """Delivers each message to its node's ``RunTask`` and collects the replies (the
     in-process grid's bookkeeping, with a remote delivery sent in parallel).
 
-    ``credentials`` are the hub's channel credentials for the nodes (mTLS), ``None`` for a
-    plaintext loopback setup.
+    ``client`` is the hub's :class:`~sandbox.hub.nodes.NodeClient` (its mTLS channels, one per
+    node, shared with queries); each task waits at most ``timeout_s`` for its node.
     """
 
-    def __init__(
-        self,
-        nodes: Iterable[RemoteNode],
-        credentials: grpc.ChannelCredentials | None,
-        timeout_s: float,
-    ) -> None:
+    def __init__(self, nodes: Iterable[RemoteNode], client: NodeClient, timeout_s: float) -> None:
         self.nodes = {FIRST_NODE_ID + i: node for i, node in enumerate(nodes)}
-        self.credentials = credentials
+        self.client = client
         self.timeout_s = timeout_s
         self._run = Run.create_empty(1)
-        self._channels: dict[str, grpc.Channel] = {}
-        self._lock = threading.Lock()
         self.replies: dict[str, Message] = {}
 
     def get_node_ids(self) -> Iterable[int]:
@@ -94,8 +85,7 @@ class RemoteGrid(InProcessGrid):
                 message.content, message.metadata.message_type, message.metadata.group_id
             )
             request = pb.RunTaskRequest(instruction=signed_pb(node.instruction), task=task)
-            stub = pb_grpc.NodeServiceStub(self._channel(node.address))
-            reply: pb.RunTaskResponse = stub.RunTask(request, timeout=self.timeout_s)
+            reply = self.client.run_task(node.address, request, self.timeout_s)
             check_reply(reply.reply, node.name)
             if reply.reply.error:
                 return _error(message, f"node {node.name}: {reply.reply.error}")
@@ -109,22 +99,8 @@ class RemoteGrid(InProcessGrid):
         except TaskFormatError as exc:
             return _error(message, str(exc))
 
-    def _channel(self, address: str) -> grpc.Channel:
-        with self._lock:
-            channel = self._channels.get(address)
-            if channel is None:
-                if self.credentials is None:
-                    channel = grpc.insecure_channel(address)
-                else:
-                    channel = grpc.secure_channel(address, self.credentials)
-                self._channels[address] = channel
-            return channel
-
     def close(self) -> None:
-        with self._lock:
-            channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            channel.close()
+        """Nothing to release: the channels belong to the hub's node client."""
 
 
 def _error(message: Message, reason: str) -> Message:

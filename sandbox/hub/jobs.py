@@ -48,6 +48,8 @@ from policies.use import Outcome
 from sandbox.catalog import Catalog
 from sandbox.credentials import Principal
 from sandbox.errors import Denied, HubError, TrainingError, UnknownJobError
+from sandbox.hub.nodes import NodeClient
+from sandbox.hub.releases import log_proof
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 
 if TYPE_CHECKING:
@@ -70,15 +72,6 @@ class _Route(Protocol):
     def name(self) -> str: ...
     @property
     def address(self) -> str: ...
-
-
-class _Nodes(Protocol):
-    """What the hub's node client offers (``sandbox.hub`` NodeClient)."""
-
-    credentials: grpc.ChannelCredentials | None
-    timeout_s: float
-
-    def execute(self, address: str, signed: SignedInstruction) -> pb.ExecuteResponse: ...
 
 
 # -- conversions ----------------------------------------------------------------------------
@@ -175,21 +168,17 @@ def model_file(weights: Mapping[str, Any]) -> bytes:
     return data
 
 
-def log_proof(authority: Authority, index: int) -> pb.LogProof:
-    """The log entry ``index`` with its inclusion proof under a fresh signed tree head."""
-    head = authority.tree_head()
-    return pb.LogProof(
-        index=index,
-        tree_size=head.size,
-        inclusion_proof=authority.inclusion_proof(index, head.size),
-        entry=authority.log.entry(index),
-        tree_head=pb.SignedTreeHead(
-            size=head.size,
-            root=head.root,
-            timestamp_ms=head.timestamp_ms,
-            key_id=head.key_id,
-            signature=head.signature,
-        ),
+def round_pb(m: Any) -> pb.RoundMetrics:
+    """One round's metrics (``federation.result.RoundMetrics``) as a message."""
+    return pb.RoundMetrics(
+        round=m.round,
+        nodes=list(m.nodes),
+        failed=list(m.failed),
+        wall_s=m.wall_s,
+        max_compute_s=m.max_compute_s,
+        sum_compute_s=m.sum_compute_s,
+        overhead_s=m.overhead_s,
+        mean_update_norm=m.mean_update_norm,
     )
 
 
@@ -228,7 +217,7 @@ class HubJobs:
     def __init__(
         self,
         authority: Authority,
-        nodes: _Nodes,
+        nodes: NodeClient,
         *,
         catalog: Callable[[], Catalog],
         routes: Callable[[], Mapping[str, _Route]],
@@ -535,16 +524,7 @@ class HubJobs:
             job.rounds_done = rnd
             self._emit(
                 job,
-                round=pb.RoundMetrics(
-                    round=m.round,
-                    nodes=list(m.nodes),
-                    failed=list(m.failed),
-                    wall_s=m.wall_s,
-                    max_compute_s=m.max_compute_s,
-                    sum_compute_s=m.sum_compute_s,
-                    overhead_s=m.overhead_s,
-                    mean_update_norm=m.mean_update_norm,
-                ),
+                round=round_pb(m),
             )
 
         server = JobServer(job.spec, job.plan, outcome, grants=grants, on_round=on_round)
@@ -553,7 +533,7 @@ class HubJobs:
                 RemoteNode(d, job.routes[d].name, job.routes[d].address, signed[d])
                 for d in job.spec.nodes
             ],
-            self.nodes.credentials,
+            self.nodes,
             min(job.spec.round_timeout_s, max(self.nodes.timeout_s, 60.0)),
         )
         try:
@@ -579,16 +559,7 @@ class HubJobs:
             job.rounds_done = m.round
             self._emit(
                 job,
-                round=pb.RoundMetrics(
-                    round=m.round,
-                    nodes=list(m.nodes),
-                    failed=list(m.failed),
-                    wall_s=m.wall_s,
-                    max_compute_s=m.max_compute_s,
-                    sum_compute_s=m.sum_compute_s,
-                    overhead_s=m.overhead_s,
-                    mean_update_norm=m.mean_update_norm,
-                ),
+                round=round_pb(m),
             )
         return result
 

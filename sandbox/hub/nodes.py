@@ -69,6 +69,15 @@ class NodeClient:
         reply: pb.ExecuteResponse = self._stub(address).Execute(request, timeout=self.timeout_s)
         return reply
 
+    def run_task(
+        self, address: str, request: pb.RunTaskRequest, timeout_s: float | None = None
+    ) -> pb.RunTaskResponse:
+        """One federated-training task of a job whose signed plan the node accepted."""
+        reply: pb.RunTaskResponse = self._stub(address).RunTask(
+            request, timeout=timeout_s or self.timeout_s
+        )
+        return reply
+
     def report_metadata(
         self, address: str, timeout_s: float | None = None
     ) -> pb.ReportMetadataResponse:
