@@ -163,7 +163,12 @@ def _show(answer: QueryAnswer, echo: Echo) -> None:
         cells = []
         for name in answer.outputs:
             cell = row[name]
-            value = f"{cell.value:.3f}" if isinstance(cell.value, float) else str(cell.value)
+            if cell.value is None:  # released group, but its own noisy count left no mean
+                value = "- (no mean: its noisy count came out at or below zero)"
+            elif isinstance(cell.value, float):
+                value = f"{cell.value:.3f}"
+            else:
+                value = str(cell.value)
             if cell.ci95 is not None:
                 value += f" (95%: {cell.ci95[0]:.3f} to {cell.ci95[1]:.3f})"
             cells.append(value)
