@@ -28,21 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.demo.pki import Party, Pki, make_pki
+from sandbox.demo.pki import Party, Pki
 from sandbox.demo.prepare import (
     DATASET_CAP_DELTA,
     DATASET_CAP_EPSILON,
     FIRM,
-    HUB,
-    NODE_CAP_DELTA,
-    NODE_CAP_EPSILON,
     REGULATOR,
     City,
     cities,
-    init_authority,
     write_data,
 )
-from sandbox.demo.processes import DemoError, Processes, child_env, free_port
+from sandbox.demo.processes import DemoError, Processes, child_env
+from sandbox.demo.services import start_services
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,8 +48,6 @@ if TYPE_CHECKING:
     from sandbox.client.department import Registered
 
 #: The health service names waited for.
-NODE_SERVICE = "sandbox.v1.NodeService"
-HUB_SERVICE = "sandbox.v1.FirmService"
 #: Persons over the four cities (about 1/15 of it are enterprises, the nodes' datasets).
 DEFAULT_ROWS = 30_000
 
@@ -239,57 +234,11 @@ def _watchdog(pids: Path, remove: Path | None) -> subprocess.Popen[bytes]:
 
 
 def _start_services(d: Deployment, rows: int, say: Callable[[str], None]) -> None:
-    folder, logs, procs = d.state, d.state / "logs", d.processes
-    write_data(folder, rows)
-    parties = [HUB, FIRM, REGULATOR] + [c.node for c in cities()]
-    parties += [c.department for c in cities()]
-    pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log", procs)
-    d.pki = pki
-    public_key = init_authority(folder / "hub" / "state", d.public_key)
-    capping = procs.run(
-        [
-            [
-                "node", "cap", city.dataset,
-                "--epsilon", str(NODE_CAP_EPSILON), "--delta", str(NODE_CAP_DELTA),
-                "--authority-key", str(public_key),
-                "--state", str(folder / "nodes" / city.code / "state"),
-            ]
-            for city in cities()
-        ],
-        logs / "setup.log",
-    )  # fmt: skip
-    issuing.wait()
-    capping.wait()
-    nodes = []
-    for city in cities():
-        address = f"127.0.0.1:{free_port()}"
-        nodes.append(
-            procs.start(
-                city.node.name,
-                [
-                    "node", "serve",
-                    "--catalog", str(folder / "nodes" / city.code / "catalog"),
-                    "--authority-key", str(public_key),
-                    "--state", str(folder / "nodes" / city.code / "state"),
-                    *pki.tls_args(city.node),
-                    "--listen", address,
-                ],
-                address,
-            )
-        )  # fmt: skip
-        d.node_addresses[city.dataset] = address
-    d.hub = f"127.0.0.1:{free_port()}"
-    hub = procs.start(
-        "hub",
-        ["hub", "serve", "--state", str(folder / "hub" / "state"), *pki.tls_args(HUB),
-         "--listen", d.hub],
-        d.hub,
-    )  # fmt: skip
-    probe = pki.channel_credentials(REGULATOR)
-    for child in nodes:
-        procs.wait_healthy(child, NODE_SERVICE, probe)
-    procs.wait_healthy(hub, HUB_SERVICE, probe)
-    say(f"hub on {d.hub}, 4 department nodes; state in {folder}")
+    write_data(d.state, rows)
+    services = start_services(d.state, d.processes)
+    d.pki, d.public_key, d.hub = services.pki, services.public_key, services.hub
+    d.node_addresses.update(services.node_addresses)
+    say(f"hub on {d.hub}, 4 department nodes; state in {d.state}")
 
 
 __all__ = ["DEFAULT_ROWS", "Deployment", "start"]
