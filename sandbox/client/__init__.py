@@ -14,7 +14,9 @@ Importing this package loads grpc, protobuf and the log's proof checks only: no 
 no training stack, so a command-line query starts fast.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sandbox.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sandbox.client.access import GrantInfo, RequestInfo, Review, access_terms
@@ -115,11 +117,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -8,7 +8,9 @@ API key checked against its stored hash), never from an argument. See ``docs/cre
 'regulator'
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sandbox.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sandbox.credentials.apikeys import (
@@ -81,11 +83,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -9,8 +9,7 @@ the dataset, charges the budget and logs every step. See ``docs/hub.md``.
 * :mod:`sandbox.hub.server` — :func:`start`: TLS, health and reflection.
 """
 
-from importlib import import_module
-from typing import Any
+from sandbox.lazy import lazy_exports
 
 #: Where each public name lives. They are imported on first use, so that the command line
 #: (``sandbox --help``, ``sandbox certs ...``) does not load the query engine and gRPC stack.
@@ -30,11 +29,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "HUB_SERVICES",
