@@ -651,7 +651,7 @@ class FollowJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class RoundMetrics(_message.Message):
-    __slots__ = ("round", "nodes", "failed", "wall_s", "max_compute_s", "sum_compute_s", "overhead_s", "mean_update_norm")
+    __slots__ = ("round", "nodes", "failed", "wall_s", "max_compute_s", "sum_compute_s", "overhead_s", "mean_update_norm", "dp_loss", "epsilon_spent", "rounds")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -660,6 +660,9 @@ class RoundMetrics(_message.Message):
     SUM_COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
     OVERHEAD_S_FIELD_NUMBER: _ClassVar[int]
     MEAN_UPDATE_NORM_FIELD_NUMBER: _ClassVar[int]
+    DP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
     round: int
     nodes: _containers.RepeatedScalarFieldContainer[str]
     failed: _containers.RepeatedScalarFieldContainer[str]
@@ -668,7 +671,10 @@ class RoundMetrics(_message.Message):
     sum_compute_s: float
     overhead_s: float
     mean_update_norm: float
-    def __init__(self, round: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[str]] = ..., wall_s: _Optional[float] = ..., max_compute_s: _Optional[float] = ..., sum_compute_s: _Optional[float] = ..., overhead_s: _Optional[float] = ..., mean_update_norm: _Optional[float] = ...) -> None: ...
+    dp_loss: float
+    epsilon_spent: float
+    rounds: int
+    def __init__(self, round: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[str]] = ..., wall_s: _Optional[float] = ..., max_compute_s: _Optional[float] = ..., sum_compute_s: _Optional[float] = ..., overhead_s: _Optional[float] = ..., mean_update_norm: _Optional[float] = ..., dp_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., rounds: _Optional[int] = ...) -> None: ...
 
 class NodeFailure(_message.Message):
     __slots__ = ("node", "stage", "reason")
@@ -717,7 +723,7 @@ class ClientLevelCard(_message.Message):
     def __init__(self, epsilon_spent: _Optional[float] = ..., delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., rounds_released: _Optional[int] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness", "dp_test_auc", "dp_majority_baseline", "dp_positive_share", "settings", "warnings")
+    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness", "dp_test_auc", "dp_majority_baseline", "dp_positive_share", "settings", "warnings", "classes", "dp_class_shares", "loss_epsilon")
     class ModelParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -739,6 +745,13 @@ class ModelCard(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DpClassSharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_PARAMS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -760,6 +773,9 @@ class ModelCard(_message.Message):
     DP_POSITIVE_SHARE_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    DP_CLASS_SHARES_FIELD_NUMBER: _ClassVar[int]
+    LOSS_EPSILON_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_params: _containers.ScalarMap[str, int]
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -781,7 +797,10 @@ class ModelCard(_message.Message):
     dp_positive_share: float
     settings: _containers.ScalarMap[str, str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ..., dp_test_auc: _Optional[float] = ..., dp_majority_baseline: _Optional[float] = ..., dp_positive_share: _Optional[float] = ..., settings: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    dp_class_shares: _containers.ScalarMap[str, float]
+    loss_epsilon: float
+    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ..., dp_test_auc: _Optional[float] = ..., dp_majority_baseline: _Optional[float] = ..., dp_positive_share: _Optional[float] = ..., settings: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[str]] = ..., dp_class_shares: _Optional[_Mapping[str, float]] = ..., loss_epsilon: _Optional[float] = ...) -> None: ...
 
 class JobFinished(_message.Message):
     __slots__ = ("status", "abort_reason", "model_card", "spent", "result_id", "log")
@@ -1192,7 +1211,14 @@ class NodeSpend(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., dataset: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., delta_spent: _Optional[float] = ..., epsilon_cap: _Optional[float] = ..., delta_cap: _Optional[float] = ...) -> None: ...
 
 class ReportMetadataResponse(_message.Message):
-    __slots__ = ("node", "datasets", "authority_key_id", "spends", "last_witnessed_head", "protocol", "witness_key_pem", "witness_name")
+    __slots__ = ("node", "datasets", "authority_key_id", "spends", "last_witnessed_head", "protocol", "witness_key_pem", "witness_name", "flower_keys")
+    class FlowerKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NODE_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     AUTHORITY_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -1201,6 +1227,7 @@ class ReportMetadataResponse(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     WITNESS_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     WITNESS_NAME_FIELD_NUMBER: _ClassVar[int]
+    FLOWER_KEYS_FIELD_NUMBER: _ClassVar[int]
     node: str
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetMetadata]
     authority_key_id: str
@@ -1209,7 +1236,8 @@ class ReportMetadataResponse(_message.Message):
     protocol: str
     witness_key_pem: str
     witness_name: str
-    def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetMetadata, _Mapping]]] = ..., authority_key_id: _Optional[str] = ..., spends: _Optional[_Iterable[_Union[NodeSpend, _Mapping]]] = ..., last_witnessed_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., protocol: _Optional[str] = ..., witness_key_pem: _Optional[str] = ..., witness_name: _Optional[str] = ...) -> None: ...
+    flower_keys: _containers.ScalarMap[str, str]
+    def __init__(self, node: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetMetadata, _Mapping]]] = ..., authority_key_id: _Optional[str] = ..., spends: _Optional[_Iterable[_Union[NodeSpend, _Mapping]]] = ..., last_witnessed_head: _Optional[_Union[SignedTreeHead, _Mapping]] = ..., protocol: _Optional[str] = ..., witness_key_pem: _Optional[str] = ..., witness_name: _Optional[str] = ..., flower_keys: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SignedTreeHeadRequest(_message.Message):
     __slots__ = ()
