@@ -530,7 +530,7 @@ class SubmitQueryResponse(_message.Message):
     def __init__(self, result_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., result: _Optional[_Union[QueryResult, _Mapping]] = ..., release_digest: _Optional[str] = ..., log: _Optional[_Union[LogProof, _Mapping]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("model", "model_params", "features", "categorical", "label", "nodes", "rounds", "local_epochs", "sample_rate", "batch_size", "learning_rate", "strategy", "proximal_mu", "server_learning_rate", "server_momentum", "dp", "target_epsilon", "target_delta", "noise_multiplier", "max_grad_norm", "accountant", "count_epsilon", "eval_epsilon", "client_dp", "client_noise_multiplier", "client_target_epsilon", "client_clipping_norm", "client_sample_rate", "client_delta", "min_nodes", "round_timeout_s", "seed", "positive")
+    __slots__ = ("model", "model_params", "features", "categorical", "label", "nodes", "rounds", "local_epochs", "sample_rate", "batch_size", "learning_rate", "strategy", "proximal_mu", "server_learning_rate", "server_momentum", "dp", "target_epsilon", "target_delta", "noise_multiplier", "max_grad_norm", "accountant", "count_epsilon", "eval_epsilon", "client_dp", "client_noise_multiplier", "client_target_epsilon", "client_clipping_norm", "client_sample_rate", "client_delta", "min_nodes", "round_timeout_s", "seed", "positive", "classes", "loss_epsilon")
     class ModelParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -578,6 +578,8 @@ class JobSpec(_message.Message):
     ROUND_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    LOSS_EPSILON_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_params: _containers.ScalarMap[str, int]
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -611,7 +613,9 @@ class JobSpec(_message.Message):
     round_timeout_s: float
     seed: int
     positive: str
-    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., categorical: _Optional[_Mapping[str, int]] = ..., label: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., local_epochs: _Optional[float] = ..., sample_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., strategy: _Optional[str] = ..., proximal_mu: _Optional[float] = ..., server_learning_rate: _Optional[float] = ..., server_momentum: _Optional[float] = ..., dp: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., accountant: _Optional[str] = ..., count_epsilon: _Optional[float] = ..., eval_epsilon: _Optional[float] = ..., client_dp: _Optional[bool] = ..., client_noise_multiplier: _Optional[float] = ..., client_target_epsilon: _Optional[float] = ..., client_clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., client_delta: _Optional[float] = ..., min_nodes: _Optional[int] = ..., round_timeout_s: _Optional[float] = ..., seed: _Optional[int] = ..., positive: _Optional[str] = ...) -> None: ...
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    loss_epsilon: float
+    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., categorical: _Optional[_Mapping[str, int]] = ..., label: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., local_epochs: _Optional[float] = ..., sample_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., strategy: _Optional[str] = ..., proximal_mu: _Optional[float] = ..., server_learning_rate: _Optional[float] = ..., server_momentum: _Optional[float] = ..., dp: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., accountant: _Optional[str] = ..., count_epsilon: _Optional[float] = ..., eval_epsilon: _Optional[float] = ..., client_dp: _Optional[bool] = ..., client_noise_multiplier: _Optional[float] = ..., client_target_epsilon: _Optional[float] = ..., client_clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., client_delta: _Optional[float] = ..., min_nodes: _Optional[int] = ..., round_timeout_s: _Optional[float] = ..., seed: _Optional[int] = ..., positive: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., loss_epsilon: _Optional[float] = ...) -> None: ...
 
 class SubmitTrainingJobRequest(_message.Message):
     __slots__ = ("spec", "grant_id", "purpose")
