@@ -16,7 +16,8 @@ from federation.node_store import NodeStore, node_state_dir
 from policies.keys import public_key_pem
 from sandbox.deployment.processes import Federation, free_port, node_key
 from sandbox.deployment.serve import start_superlink, start_supernodes
-from sandbox.hub.jobs import HubJobs, spec_pb
+from sandbox.hub.cards import spec_pb
+from sandbox.hub.jobs import HubJobs
 from sandbox.node.tasks import TRAINING_DIR
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from tests.training_service.test_training_service import (  # noqa: F401 - the fixture

@@ -28,7 +28,7 @@ from sandbox.credentials import Principal, init_ca, issue_certificate
 from sandbox.federated_task import tensor_array, tensor_pb
 from sandbox.generate import generate
 from sandbox.hub import HubServer, HubTLS, NodeRoute, start
-from sandbox.hub.jobs import model_card_pb, model_file, spec_pb
+from sandbox.hub.cards import model_card_pb, model_file, spec_pb
 from sandbox.node.server import RunningNode
 from sandbox.node.server import start as start_node
 from sandbox.node.tasks import TRAINING_DIR
