@@ -5,8 +5,11 @@ Everything a node releases about its rows during a job is charged here:
 * DP-SGD training: the Poisson-subsampled Gaussian mechanism, composed over every local step of
   every round, accounted with Opacus' RDP accountant (or PRV, which gives an upper bound);
 * the node's row count, released once through OpenDP's Laplace mechanism (``count_epsilon``);
-* the final held-out evaluation, two counts through OpenDP's Laplace mechanism
-  (``eval_epsilon`` in total).
+* the final held-out evaluation, a histogram (binary) or confusion matrix (multi-class) of
+  disjoint DP counts through OpenDP's Laplace mechanism (``eval_epsilon`` in total);
+* the training loss, one clipped sum per round through OpenDP's Laplace mechanism
+  (``loss_epsilon / rounds`` per round, ``loss_epsilon`` over the job; component
+  ``training_loss``).
 
 The components compose by basic (sequential) composition: the epsilons add up and the delta is
 that of DP-SGD. The accountant (:mod:`federation.accountant`, whose functions are re-exported
@@ -52,6 +55,7 @@ __all__ = [
     "client_noise_multiplier",
     "dataset_cost",
     "dpsgd_epsilon",
+    "loss_cost",
     "plan_job",
     "plan_node",
     "predict_cost",
@@ -145,14 +149,15 @@ def steps_per_round(local_epochs: float, sample_rate: float) -> int:
 
 
 def sgd_target_epsilon(spec: JobSpec) -> float:
-    """What ``target_epsilon`` leaves for DP-SGD after the row count and the evaluation."""
+    """What ``target_epsilon`` leaves for DP-SGD after the row count, the evaluation and the
+    per-round training loss."""
     target = spec.target_epsilon if spec.target_epsilon is not None else math.inf
-    left = target - spec.count_epsilon - spec.eval_epsilon
+    left = target - spec.count_epsilon - spec.eval_epsilon - spec.loss_epsilon
     if left <= 0:
         raise InvalidJobError(
             f"target_epsilon={spec.target_epsilon} leaves nothing for training after "
-            f"count_epsilon={spec.count_epsilon} and eval_epsilon={spec.eval_epsilon}; raise "
-            "target_epsilon or lower the other two"
+            f"count_epsilon={spec.count_epsilon}, eval_epsilon={spec.eval_epsilon} and "
+            f"loss_epsilon={spec.loss_epsilon}; raise target_epsilon or lower the other three"
         )
     return left
 
@@ -192,7 +197,14 @@ def plan_job(spec: JobSpec, rows_per_node: Mapping[str, int] | None = None) -> J
     check_client_dp_nodes(spec)
     nodes = {node: plan_node(spec, node, rows_per_node) for node in spec.nodes}
     predicted = {
-        node: dataset_cost(spec, p, p.steps_per_round * spec.rounds, counted=True, evaluated=True)
+        node: dataset_cost(
+            spec,
+            p,
+            p.steps_per_round * spec.rounds,
+            counted=True,
+            evaluated=True,
+            loss_rounds=spec.rounds,
+        )
         for node, p in nodes.items()
     }
     client_sigma = client_noise_multiplier(spec) if spec.client_dp else None
@@ -207,11 +219,33 @@ def plan_job(spec: JobSpec, rows_per_node: Mapping[str, int] | None = None) -> J
     )
 
 
+def loss_cost(spec: JobSpec, loss_rounds: int) -> float:
+    """Epsilon of ``loss_rounds`` releases of the round's DP training loss (basic composition:
+    ``loss_epsilon / rounds`` each).
+
+    >>> spec = JobSpec(model="logreg", features=("x",), label="y", nodes=("a",),
+    ...                sample_rate=0.01, target_epsilon=3.0, rounds=4, loss_epsilon=0.2)
+    >>> loss_cost(spec, 2)
+    0.1
+    """
+    if loss_rounds <= 0 or spec.loss_epsilon == 0:
+        return 0.0
+    if loss_rounds >= spec.rounds:
+        return spec.loss_epsilon
+    return spec.loss_epsilon * loss_rounds / spec.rounds
+
+
 def dataset_cost(
-    spec: JobSpec, plan: NodePlan, steps: int, *, counted: bool, evaluated: bool
+    spec: JobSpec,
+    plan: NodePlan,
+    steps: int,
+    *,
+    counted: bool,
+    evaluated: bool,
+    loss_rounds: int = 0,
 ) -> PrivacyCost:
     """The cost on one dataset of ``steps`` DP-SGD steps, plus the row count and evaluation
-    when they were released."""
+    when they were released, plus ``loss_rounds`` releases of the training loss."""
     if not spec.dp:
         sgd = math.inf if steps else 0.0
     else:
@@ -220,10 +254,16 @@ def dataset_cost(
         )
     count = spec.count_epsilon if counted else 0.0
     evaluation = spec.eval_epsilon if evaluated else 0.0
+    loss = loss_cost(spec, loss_rounds)
     return PrivacyCost(
-        epsilon=sgd + count + evaluation,
+        epsilon=sgd + count + evaluation + loss,
         delta=spec.target_delta if steps else 0.0,
-        components={"dpsgd": sgd, "row_count": count, "evaluation": evaluation},
+        components={
+            "dpsgd": sgd,
+            "row_count": count,
+            "evaluation": evaluation,
+            "training_loss": loss,
+        },
     )
 
 
@@ -246,8 +286,12 @@ def spent_cost(
     steps_taken: Mapping[str, int],
     counted: Mapping[str, bool],
     evaluated: Mapping[str, bool],
+    loss_rounds: Mapping[str, int] | None = None,
 ) -> dict[str, PrivacyCost]:
     """The cost actually spent per dataset, from what each node reported doing.
+
+    ``loss_rounds`` counts, per dataset, the rounds it was asked to train (answered or not: a
+    node that failed may have released its loss), each charged ``loss_epsilon / rounds``.
 
     Raises :class:`BudgetExceededError` if a node took more steps than planned (it never should:
     nodes refuse to).
@@ -261,7 +305,12 @@ def spent_cost(
                 f"reserved; treat this node as faulty"
             )
         out[node] = dataset_cost(
-            spec, p, steps, counted=counted.get(node, False), evaluated=evaluated.get(node, False)
+            spec,
+            p,
+            steps,
+            counted=counted.get(node, False),
+            evaluated=evaluated.get(node, False),
+            loss_rounds=(loss_rounds or {}).get(node, 0),
         )
     return out
 

@@ -16,6 +16,10 @@ the Gaussian sampler). Two runs of the same job therefore give different weights
 ``seed`` only fixes the initial weights, on the server. Non-private baselines (``dp=False``)
 may seed their batch order.
 
+Multi-class labels (K >= 3 classes, ``y`` holding class indices 0..K-1) train with
+``CrossEntropyLoss`` on the model's K logits; binary labels (``y`` in {0, 1}) with
+``BCEWithLogitsLoss`` on its single logit. Opacus computes per-sample gradients of either.
+
 FedProx's proximal term ``mu/2 * ||w - w_global||^2`` does not depend on any record, so it is
 applied as a separate, data-independent step after each DP step rather than through the loss
 (Opacus only privatizes per-sample gradients; a parameter-only loss term would be dropped).
@@ -85,6 +89,7 @@ def train_local(
     learning_rate: float,
     proximal_mu: float = 0.0,
     seed: int | None = None,
+    num_classes: int = 2,
 ) -> LocalTraining:
     """Run ``steps`` optimizer steps on (X, y) starting from ``model``'s current weights.
 
@@ -100,11 +105,9 @@ def train_local(
             "cannot be seeded. Drop the seed (it may only fix initial weights or the batch "
             "order of a non-private baseline)"
         )
-    dataset = TensorDataset(
-        torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    )
+    dataset = TensorDataset(torch.as_tensor(X, dtype=torch.float32), _targets(y, num_classes))
     anchor = [p.detach().clone() for p in model.parameters()]
-    criterion = nn.BCEWithLogitsLoss()
+    criterion = _criterion(num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     taken = 0
     if dp:
@@ -162,11 +165,40 @@ def train_local(
     return LocalTraining(state_dict=state, steps=taken, compute_s=time.perf_counter() - start)
 
 
-def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    """Probabilities of the positive class for each row of ``X``."""
+def _targets(y: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Binary labels as floats (BCE), class indices as integers (cross-entropy)."""
+    if num_classes == 2:
+        return torch.as_tensor(y, dtype=torch.float32)
+    return torch.as_tensor(y, dtype=torch.long)
+
+
+def _criterion(num_classes: int, reduction: str = "mean") -> nn.Module:
+    if num_classes == 2:
+        return nn.BCEWithLogitsLoss(reduction=reduction)
+    return nn.CrossEntropyLoss(reduction=reduction)
+
+
+def per_example_loss(
+    model: nn.Module, X: np.ndarray, y: np.ndarray, num_classes: int = 2
+) -> np.ndarray:
+    """Each row's loss under ``model`` (nats): binary cross-entropy, or cross-entropy over K
+    classes. Exact values; only a clipped, noised sum of them may leave a node."""
     model.eval()
     with torch.no_grad():
-        out = torch.sigmoid(model(torch.as_tensor(X, dtype=torch.float32))).numpy()
+        logits = model(torch.as_tensor(X, dtype=torch.float32))
+        out = _criterion(num_classes, "none")(logits, _targets(y, num_classes)).numpy()
+    model.train()
+    return np.asarray(out, dtype=np.float64)
+
+
+def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
+    """Probabilities of the positive class for each row of ``X`` (binary model, shape
+    ``(n,)``), or of each class (K-class model, shape ``(n, K)``, softmax)."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.as_tensor(X, dtype=torch.float32))
+        probs = torch.sigmoid(logits) if logits.dim() == 1 else torch.softmax(logits, dim=-1)
+        out = probs.numpy()
     model.train()
     return out
 

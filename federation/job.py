@@ -27,6 +27,9 @@ from federation.zoo import validate_model_params
 #: epsilon could not be charged exactly, so it is refused rather than charged as zero.
 EPSILON_FLOOR = 1e-6
 
+#: Most classes a multi-class job may name (``classes``).
+MAX_CLASSES = 50
+
 #: Largest JSON/YAML job file read by :meth:`JobSpec.from_file` (a job spec is a few hundred
 #: bytes; anything far larger is not a job).
 MAX_JOB_FILE_BYTES = 1_000_000
@@ -68,6 +71,10 @@ class JobSpec(BaseModel):
     #: The label value that is the positive class (``positive: ">50K"``) when the label column
     #: holds strings or several values; rows with any other value are class 0.
     positive: str | None = Field(default=None, min_length=1, max_length=200)
+    #: A multi-class label's values (as text), in the model's output order: 3 to
+    #: :data:`MAX_CLASSES` distinct values; exclusive with ``positive``. A row whose value is
+    #: not listed is refused. Unset: a binary job.
+    classes: tuple[str, ...] | None = None
     nodes: tuple[str, ...]
     rounds: int = Field(default=5, ge=1, le=1000)
     local_epochs: float = Field(default=1.0, gt=0, le=100)
@@ -86,6 +93,9 @@ class JobSpec(BaseModel):
     accountant: Literal["rdp", "prv"] = "rdp"
     count_epsilon: float = Field(default=0.05, ge=EPSILON_FLOOR, le=1)
     eval_epsilon: float = Field(default=0.1, ge=EPSILON_FLOOR, le=1)
+    #: Epsilon of the DP training loss the nodes release each round, over all rounds
+    #: (``loss_epsilon / rounds`` per round); 0 releases no loss.
+    loss_epsilon: float = Field(default=0.1, ge=0, le=1)
     client_dp: bool = False
     client_noise_multiplier: float | None = Field(default=None, gt=0)
     client_target_epsilon: float | None = Field(default=None, ge=EPSILON_FLOOR)
@@ -145,6 +155,19 @@ class JobSpec(BaseModel):
             raise ValueError("nodes must be a non-empty list of distinct dataset ids")
         if self.min_nodes > len(self.nodes):
             raise ValueError(f"min_nodes={self.min_nodes} exceeds the {len(self.nodes)} nodes")
+        if self.classes is not None:
+            if self.positive is not None:
+                raise ValueError("give either positive (binary) or classes (multi-class)")
+            if not 3 <= len(self.classes) <= MAX_CLASSES:
+                raise ValueError(
+                    f"classes must list 3 to {MAX_CLASSES} label values (two classes: use positive)"
+                )
+            if len(set(self.classes)) != len(self.classes) or not all(
+                0 < len(c) <= 200 for c in self.classes
+            ):
+                raise ValueError("classes must be distinct, non-empty label values")
+        if 0 < self.loss_epsilon < EPSILON_FLOOR:
+            raise ValueError(f"loss_epsilon must be 0 or at least {EPSILON_FLOOR}")
         unknown = set(self.categorical) - set(self.features)
         if unknown:
             raise ValueError(f"categorical columns {sorted(unknown)} are not features")
@@ -252,6 +275,11 @@ class JobSpec(BaseModel):
         """SHA-256 (hex) of the canonical JSON; equal specs always hash equally."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    @property
+    def num_classes(self) -> int:
+        """2 for a binary job, ``len(classes)`` for a multi-class one."""
+        return 2 if self.classes is None else len(self.classes)
+
 
 #: The rule of :func:`default_settings`, in one place (documented in docs/federation.md).
 DEFAULT_BATCH_PER_ROWS = 64  # expected batch = rows / 64 ...
@@ -320,6 +348,8 @@ def describe_errors(exc: ValidationError) -> str:
 #: Fields left out of :meth:`JobSpec.canonical_json` while at their default (hash stability).
 _LATER_FIELDS: tuple[str, ...] = (
     "positive",
+    "classes",
+    "loss_epsilon",
     "server_learning_rate",
     "server_momentum",
     "client_dp",

@@ -3,7 +3,12 @@
 It states what the model was trained on and what that cost, using only released values: DP row
 counts (never exact ones), the epsilon/delta spent per dataset, the settings used, and the
 held-out AUC, accuracy, majority-class baseline and class balance, all computed from the DP
-histograms the nodes released (:func:`federation.client_app.evaluation_histogram`). It warns
+histograms the nodes released (:func:`federation.client_app.evaluation_histogram`), or, for a
+label with K >= 3 classes, from the DP confusion matrices they released
+(:func:`federation.client_app.confusion_matrix`): accuracy is the trace over the total, each
+class's share its row sum over the total, the baseline the largest share. AUC is not given for
+K >= 3 classes: it is defined for two classes, and one-vs-rest averages would need a score
+histogram per class (K times the cells, each with less of ``eval_epsilon``'s signal). It warns
 when the model does no better than predicting the majority class.
 """
 
@@ -72,6 +77,12 @@ class ModelCard:
     #: The training settings used (learning rate, rounds, batch, clipping, ...).
     settings: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    #: A multi-class label's classes in the model's output order (empty when binary).
+    classes: tuple[str, ...] = ()
+    #: Each class's share of the held-out rows (DP; multi-class jobs only).
+    dp_class_shares: Mapping[str, float] = field(default_factory=dict)
+    #: Epsilon of the per-round DP training loss over the job (0: none released).
+    loss_epsilon: float | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -97,6 +108,15 @@ class ModelCard:
             f"- held-out AUC (DP): {_fmt(self.dp_test_auc)}",
             f"- majority-class baseline accuracy (DP): {_fmt(self.dp_majority_baseline)}",
             f"- positive class share (DP): {_fmt(self.dp_positive_share)}",
+            *(
+                [
+                    "- class shares (DP): "
+                    + ", ".join(f"{c}={_fmt(self.dp_class_shares.get(c))}" for c in self.classes)
+                ]
+                if self.classes
+                else []
+            ),
+            f"- training loss epsilon (all rounds): {_fmt(self.loss_epsilon)}",
             *[f"- **WARNING**: {w}" for w in self.warnings],
             "",
             "| dataset | rows (DP) | epsilon | delta | rounds | accuracy (DP) | AUC (DP) "
@@ -167,10 +187,11 @@ def build_model_card(
     cells); AUC, baseline and class balance come from them (post-processing, no extra cost).
     """
     histograms = dict(dp_histograms or {})
+    multi = spec.classes is not None
     nodes = []
     for name in spec.nodes:
         eps, delta = spent[name]
-        hist = histograms.get(name)
+        hist = None if multi else histograms.get(name)
         nodes.append(
             NodeCard(
                 dataset=name,
@@ -187,9 +208,15 @@ def build_model_card(
     total = sum(dp_total.values()) if dp_total else None
     pooled = _pool(histograms.values()) if histograms else None
     accuracy = _ratio(total_correct, total)
-    share = None if pooled is None else _positive_share(pooled)
-    baseline = None if share is None else max(share, 1.0 - share)
-    auc = None if pooled is None else histogram_auc(pooled)
+    shares: dict[str, float] = {}
+    if multi:
+        shares = {} if pooled is None else class_shares(pooled, spec.classes or ())
+        share, auc = None, None
+        baseline = max(shares.values()) if shares else None
+    else:
+        share = None if pooled is None else _positive_share(pooled)
+        baseline = None if share is None else max(share, 1.0 - share)
+        auc = None if pooled is None else histogram_auc(pooled)
     return ModelCard(
         model=spec.model,
         model_params=dict(spec.model_params),
@@ -212,7 +239,27 @@ def build_model_card(
         dp_positive_share=share,
         settings=settings_used(spec, noise_multipliers),
         warnings=quality_warnings(accuracy, baseline, auc),
+        classes=tuple(spec.classes or ()),
+        dp_class_shares=shares,
+        loss_epsilon=spec.loss_epsilon,
     )
+
+
+def class_shares(confusion: Mapping[str, int], classes: tuple[str, ...]) -> dict[str, float]:
+    """Each class's share of the held-out rows from a released confusion matrix (``cm-t-p``
+    cells, summed over nodes unclamped): row sums clamped at zero over their total.
+
+    >>> class_shares({"cm-0-0": 3, "cm-0-1": 1, "cm-1-1": 4, "cm-2-2": -1}, ("a", "b", "c"))
+    {'a': 0.5, 'b': 0.5, 'c': 0.0}
+    """
+    rows = [
+        max(0, sum(int(v) for k, v in confusion.items() if k.startswith(f"cm-{t}-")))
+        for t in range(len(classes))
+    ]
+    total = sum(rows)
+    if not total:
+        return {}
+    return {c: r / total for c, r in zip(classes, rows, strict=True)}
 
 
 #: The card warns when DP accuracy exceeds the majority-class baseline by less than this.
@@ -275,6 +322,8 @@ def settings_used(
     out["eval_epsilon"] = spec.eval_epsilon
     if spec.positive is not None:
         out["positive"] = spec.positive
+    if spec.classes is not None:
+        out["classes"] = ",".join(spec.classes)
     return out
 
 

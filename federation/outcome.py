@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from federation.accounting import JobPlan, PrivacyCost, client_level_cost, spent_cost
+from federation.accounting import (
+    JobPlan,
+    PrivacyCost,
+    client_level_cost,
+    dataset_cost,
+    spent_cost,
+)
 from federation.errors import BudgetExceededError
 from federation.job import JobSpec
 from federation.model_card import ClientLevelCard, ModelCard, build_model_card
@@ -28,6 +34,8 @@ class JobOutcome:
     dp_rows: dict[str, int] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
     rounds_participated: dict[str, int] = field(default_factory=dict)
+    #: Rounds each node was asked to train (answered or not): the loss releases charged.
+    loss_rounds: dict[str, int] = field(default_factory=dict)
     evaluated: dict[str, bool] = field(default_factory=dict)
     dp_correct: dict[str, int] = field(default_factory=dict)
     dp_total: dict[str, int] = field(default_factory=dict)
@@ -56,6 +64,7 @@ def job_spent(spec: JobSpec, plan: JobPlan, outcome: JobOutcome) -> dict[str, Pr
         outcome.steps,
         counted={n: n in known for n in spec.nodes},
         evaluated=outcome.evaluated,
+        loss_rounds=outcome.loss_rounds,
     )
     for name in spec.nodes:
         if name not in known:
@@ -67,6 +76,24 @@ def job_spent(spec: JobSpec, plan: JobPlan, outcome: JobOutcome) -> dict[str, Pr
                 "Treat the nodes' reports as faulty"
             )
     return spent
+
+
+def epsilon_so_far(spec: JobSpec, plan: JobPlan, outcome: JobOutcome) -> float:
+    """The largest epsilon spent on any dataset so far: DP-SGD steps taken (accountant), the
+    row count and the training losses released; 0 before any node is known."""
+    spent = [
+        dataset_cost(
+            spec,
+            plan.nodes[name],
+            outcome.steps.get(name, 0),
+            counted=name in outcome.dp_rows,
+            evaluated=outcome.evaluated.get(name, False),
+            loss_rounds=outcome.loss_rounds.get(name, 0),
+        ).epsilon
+        for name in spec.nodes
+        if name in plan.nodes
+    ]
+    return max(spent, default=0.0)
 
 
 def client_level_card(

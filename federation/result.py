@@ -36,6 +36,14 @@ class RoundMetrics:
     sum_compute_s: float
     overhead_s: float
     mean_update_norm: float
+    #: The round's mean training loss (nats per row): the nodes' DP loss sums over their DP
+    #: row counts; None when the job releases no loss (``loss_epsilon=0``).
+    dp_loss: float | None = None
+    #: The largest epsilon spent on any dataset after this round (DP-SGD so far, row count,
+    #: losses so far; the evaluation comes after the last round).
+    epsilon_spent: float = 0.0
+    #: The job's number of rounds in all.
+    rounds: int = 0
 
 
 @dataclass

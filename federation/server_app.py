@@ -43,7 +43,7 @@ from federation.client_dp import aggregate, sample_nodes
 from federation.errors import FederationError, NodeDataError, NotEnoughNodesError
 from federation.job import JobSpec
 from federation.node_authorization import NODE_NAME_KEY
-from federation.outcome import JobOutcome, Weights
+from federation.outcome import JobOutcome, Weights, epsilon_so_far
 from federation.result import NodeFailure, RoundMetrics
 from federation.zoo import build_model
 
@@ -133,7 +133,12 @@ class JobServer:
         self.describe(grid)
         spec = self.spec
         model = build_model(
-            spec.model, spec.features, spec.categorical, spec.model_params, seed=spec.seed
+            spec.model,
+            spec.features,
+            spec.categorical,
+            spec.model_params,
+            seed=spec.seed,
+            num_classes=spec.num_classes,
         )
         arrays = ArrayRecord(torch_state_dict=model.state_dict())
         strategy = make_strategy(spec)
@@ -199,17 +204,20 @@ class JobServer:
         return ArrayRecord(torch_state_dict={k: torch.as_tensor(v) for k, v in new.items()})
 
     def tally_steps(self, ok: list[Message], failed: list[str]) -> None:
-        """Add each node's reported steps; a failed node is charged its round's steps."""
+        """Add each node's reported steps; a failed node is charged its round's steps. Every
+        node asked to train is charged the round's loss release, answered or not."""
         out = self.outcome
         for reply in ok:
             name = self.names[reply.metadata.src_node_id]
             out.steps[name] = out.steps.get(name, 0) + int(_metric(reply, "steps"))
             out.rounds_participated[name] = out.rounds_participated.get(name, 0) + 1
+            out.loss_rounds[name] = out.loss_rounds.get(name, 0) + 1
         for name in failed:
-            # A failed node may have taken its steps before failing: charge them.
+            # A failed node may have taken its steps (and released its loss) before failing.
             if name in self.plan.nodes:
                 steps = self.plan.nodes[name].steps_per_round
                 out.steps[name] = out.steps.get(name, 0) + steps
+                out.loss_rounds[name] = out.loss_rounds.get(name, 0) + 1
 
     def record_round(
         self, rnd: int, ok: list[Message], failed: list[str], wall: float, current: Weights
@@ -228,6 +236,9 @@ class JobServer:
                 sum_compute_s=sum(compute),
                 overhead_s=wall - slowest,
                 mean_update_norm=float(np.mean(norms)) if norms else 0.0,
+                dp_loss=self.round_loss(ok),
+                epsilon_spent=epsilon_so_far(self.spec, self.plan, self.outcome),
+                rounds=self.spec.rounds,
             )
         )
         if self.keep_round_weights:
@@ -235,8 +246,22 @@ class JobServer:
         if self.on_round is not None:
             self.on_round(rnd, current)
 
+    def round_loss(self, ok: list[Message]) -> float | None:
+        """The round's mean training loss: the replies' DP loss sums over those nodes' DP row
+        counts (released at describe); None when no node released a loss."""
+        sums, rows = 0.0, 0
+        for reply in ok:
+            if "dp-loss-sum" not in reply.content["metrics"]:
+                continue
+            sums += _metric(reply, "dp-loss-sum")
+            rows += self.outcome.dp_rows.get(self.names[reply.metadata.src_node_id], 0)
+        if self.spec.loss_epsilon == 0 or not rows:
+            return None
+        return sums / rows
+
     def evaluate(self, grid: Grid, arrays: ArrayRecord) -> None:
-        """Final held-out evaluation: each node's DP histogram by class and score bin."""
+        """Final held-out evaluation: each node's DP histogram by class and score bin (or DP
+        confusion matrix for K >= 3 classes)."""
         messages = [self.message(nid, MessageType.EVALUATE, arrays) for nid in self.names]
         for name in self.names.values():
             # Charged once asked: a node may compute its counts and fail before replying.

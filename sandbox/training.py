@@ -85,8 +85,17 @@ def encode_column(spec: ColumnSpec, values: Array) -> Array:
     return scaled.astype(np.float32)
 
 
-def encode_label(values: list[Any], positive: str | None, label: str = "label") -> Array:
-    """The label as classes 0/1 for a binary model.
+def encode_label(
+    values: list[Any],
+    positive: str | None,
+    label: str = "label",
+    classes: tuple[str, ...] | None = None,
+) -> Array:
+    """The label as classes 0/1 for a binary model, or as class indices for a multi-class one.
+
+    With ``classes`` (the job's ``classes: [a, b, c]``), a row's value, as text, becomes its
+    index in ``classes``; a row whose value is not listed (missing values included) is refused
+    with a message naming the label column, never the value.
 
     With ``positive`` (the job's ``positive: ">50K"``), a row is 1 iff its value, as text,
     equals ``positive`` (numbers compare by their text: ``positive: "1"`` matches 1 and
@@ -98,7 +107,21 @@ def encode_label(values: list[Any], positive: str | None, label: str = "label") 
     [1.0, 0.0, 0.0]
     >>> encode_label([0, 1, 1], None).tolist()
     [0.0, 1.0, 1.0]
+    >>> encode_label(["b", "c", "a"], None, classes=("a", "b", "c")).tolist()
+    [1.0, 2.0, 0.0]
     """
+    if classes is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        out_classes = np.zeros(len(values), dtype=np.float32)
+        for i, value in enumerate(values):
+            position = None if value is None else index.get(str(value))
+            if position is None:
+                raise TrainingError(
+                    f"label {label!r} holds a value that is not among the job's classes "
+                    f"({len(classes)} listed); list every value the column holds in classes"
+                )
+            out_classes[i] = float(position)
+        return out_classes
     if positive is not None:
         return np.array([v is not None and str(v) == positive for v in values], dtype=np.float32)
     out = np.zeros(len(values), dtype=np.float32)
@@ -188,6 +211,8 @@ class CatalogLoader:
     test_fraction: float = 0.2
     #: The label value of the positive class (the job's ``positive``); see :func:`encode_label`.
     positive: str | None = None
+    #: A multi-class label's values (the job's ``classes``); see :func:`encode_label`.
+    classes: tuple[str, ...] | None = None
 
     def frame(self, node_id: str) -> pl.DataFrame:
         """The node's rows, one per person (see :func:`person_rows`)."""
@@ -207,7 +232,7 @@ class CatalogLoader:
         """Encode ``frame`` (rows of ``manifest``) and split it by the keyed hash."""
         columns = [encode_column(manifest.column(f), frame[f].to_numpy()) for f in self.features]
         X = np.column_stack(columns).astype(np.float32)
-        y = encode_label(frame[self.label].to_list(), self.positive, self.label)
+        y = encode_label(frame[self.label].to_list(), self.positive, self.label, self.classes)
         test = held_out(frame, secret, self.test_fraction, manifest.privacy_unit.id_column)
         categorical = {
             f: len(manifest.column(f).categories or ())
@@ -415,6 +440,7 @@ class _Job:
             spec.label,
             str(service.node_state),
             positive=spec.positive,
+            classes=spec.classes,
         )
         # The run is checked against what the ledger reserved for each dataset.
         reserved = {r.dataset: PrivacyCost(r.epsilon, r.delta) for r in reservations}

@@ -18,7 +18,9 @@ __all__ = ["model_card_pb", "model_file", "round_pb", "spec_from_pb", "spec_pb"]
 
 def spec_from_pb(message: pb.JobSpec) -> JobSpec:
     """A ``JobSpec`` message as :class:`federation.job.JobSpec`: fields left unset take the
-    job's defaults (so ``dp`` unset is ``dp=True``); refuses an invalid job."""
+    job's defaults (so ``dp`` unset is ``dp=True``), except ``loss_epsilon``, whose 0 (the
+    protocol cannot tell it from unset) means no training loss is released, as the protocol
+    documents; refuses an invalid job."""
     from federation.errors import InvalidJobError
     from federation.job import JobSpec
 
@@ -30,6 +32,7 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
             data[fd.name] = list(value)
         else:
             data[fd.name] = value
+    data["loss_epsilon"] = message.loss_epsilon
     try:
         return JobSpec.parse(data)
     except InvalidJobError as exc:
@@ -39,8 +42,9 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
 def spec_pb(spec: JobSpec) -> pb.JobSpec:
     """:class:`federation.job.JobSpec` as a ``JobSpec`` message (what a firm's client sends)."""
     data = {k: v for k, v in spec.model_dump().items() if v is not None}
-    for key in ("features", "nodes"):
-        data[key] = list(data[key])
+    for key in ("features", "nodes", "classes"):
+        if key in data:
+            data[key] = list(data[key])
     return pb.JobSpec(**data)
 
 
@@ -62,8 +66,16 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
         randomness=dict(card.randomness),
         settings={k: str(v) for k, v in card.settings.items()},
         warnings=list(card.warnings),
+        classes=list(card.classes),
+        dp_class_shares=dict(card.dp_class_shares),
     )
-    for name in ("dp_test_accuracy", "dp_test_auc", "dp_majority_baseline", "dp_positive_share"):
+    for name in (
+        "dp_test_accuracy",
+        "dp_test_auc",
+        "dp_majority_baseline",
+        "dp_positive_share",
+        "loss_epsilon",
+    ):
         value = getattr(card, name)
         if value is not None:
             setattr(message, name, value)
@@ -109,7 +121,7 @@ def model_file(weights: Mapping[str, Any]) -> bytes:
 
 def round_pb(m: Any) -> pb.RoundMetrics:
     """One round's metrics (``federation.result.RoundMetrics``) as a message."""
-    return pb.RoundMetrics(
+    message = pb.RoundMetrics(
         round=m.round,
         nodes=list(m.nodes),
         failed=list(m.failed),
@@ -118,4 +130,9 @@ def round_pb(m: Any) -> pb.RoundMetrics:
         sum_compute_s=m.sum_compute_s,
         overhead_s=m.overhead_s,
         mean_update_norm=m.mean_update_norm,
+        epsilon_spent=m.epsilon_spent,
+        rounds=m.rounds,
     )
+    if m.dp_loss is not None:
+        message.dp_loss = m.dp_loss
+    return message

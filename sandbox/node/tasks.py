@@ -370,6 +370,7 @@ class NodeTasks:
                 spec.label,
                 str(self.root),
                 positive=spec.positive,
+                classes=spec.classes,
             )
         }
         handler = {"query": handle_query, "train": handle_train, "evaluate": handle_evaluate}

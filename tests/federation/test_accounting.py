@@ -96,7 +96,8 @@ def test_spent_never_exceeds_predicted_and_extra_steps_are_refused() -> None:
     plan = plan_job(spec)
     predicted = predict_cost(spec)
     everyone = dict.fromkeys(spec.nodes, True)
-    partial = spent_cost(spec, plan, {"a": 100, "b": 200}, everyone, everyone)
+    asked = dict.fromkeys(spec.nodes, spec.rounds)
+    partial = spent_cost(spec, plan, {"a": 100, "b": 200}, everyone, everyone, asked)
     assert partial["a"].epsilon < predicted["a"].epsilon
     assert partial["b"].epsilon == pytest.approx(predicted["b"].epsilon)
     with pytest.raises(BudgetExceededError, match="more than"):
