@@ -73,7 +73,7 @@ def _load(loaders: Mapping[str, Loader], name: str, spec: JobSpec) -> NodeData:
     data = loader(name)
     if not isinstance(data, NodeData):
         raise NodeDataError(f"the loader of node {name!r} must return NodeData")
-    data.check(spec.features, name)
+    data.check(spec.features, name, spec.num_classes)
     for feature, card in spec.categorical.items():
         if data.categorical.get(feature) != card:
             raise NodeDataError(

@@ -23,7 +23,8 @@ class NodeData:
     """One node's training and held-out rows for one job.
 
     ``X_*`` are float arrays of shape (rows, features); categorical columns hold integer codes
-    ``0 .. cardinality-1``. ``y_*`` are 0/1 labels.
+    ``0 .. cardinality-1``. ``y_*`` are 0/1 labels, or class indices ``0 .. K-1`` for a job
+    with K >= 3 classes.
     """
 
     X_train: np.ndarray
@@ -33,7 +34,7 @@ class NodeData:
     feature_names: tuple[str, ...]
     categorical: Mapping[str, int] = field(default_factory=dict)
 
-    def check(self, features: Sequence[str], node_id: str) -> None:
+    def check(self, features: Sequence[str], node_id: str, num_classes: int = 2) -> None:
         """Raise :class:`NodeDataError` if the arrays do not match the job's feature list."""
         if tuple(features) != tuple(self.feature_names):
             raise NodeDataError(
@@ -49,8 +50,12 @@ class NodeData:
                     f"node {node_id!r} {split} split has X of shape {X.shape} and y of shape "
                     f"{y.shape}; expected (rows, {len(features)}) and (rows,)"
                 )
-            if not np.isin(y, (0, 1)).all():
-                raise NodeDataError(f"node {node_id!r} {split} labels must be 0 or 1")
+            if not np.isin(y, range(num_classes)).all():
+                raise NodeDataError(
+                    f"node {node_id!r} {split} labels must be class indices 0 to {num_classes - 1}"
+                    if num_classes > 2
+                    else f"node {node_id!r} {split} labels must be 0 or 1"
+                )
             if not np.isfinite(X).all():
                 raise NodeDataError(
                     f"node {node_id!r} {split} features contain NaN or infinity; impute them "
