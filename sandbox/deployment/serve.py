@@ -3,9 +3,11 @@
 
 Hub side, :func:`start_superlink`: a SuperLink with its state in ``HUB_STATE/flower``, its
 certificate issued from the sandbox CA (the CA directory with its key), SuperNode
-authentication on, and the departments' SuperNode keys registered (``--flower-node
-DATASET=FILE``; a department prints its keys with ``sandbox node flower-key``). The hub's job
-runner then runs jobs over it (:attr:`sandbox.hub.jobs.HubJobs.flower`).
+authentication on, and the departments' SuperNode keys registered: every key the hub stored
+when a dataset was registered (:func:`store_node_key`, ``HUB_STATE/flower/keys/DATASET.pub``;
+the node reports it in ``ReportMetadata``), and ``--flower-node DATASET=FILE`` as an override
+(a department prints its keys with ``sandbox node flower-key``). The hub's job runner then runs
+jobs over it (:attr:`sandbox.hub.jobs.HubJobs.flower`).
 
 Node side, :func:`start_supernodes`: one SuperNode per dataset of the node's catalog, with the
 key made at first use in ``NODE_STATE/flower/keys`` (:func:`~sandbox.deployment.processes
@@ -16,15 +18,76 @@ the signed instruction the node accepted).
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.node_authorization import NODE_NAME_KEY
 from sandbox.deployment.apps import AUTHORITY_KEY_KEY, CATALOG_DIR_KEY, NODE_STATE_KEY
 from sandbox.deployment.processes import DeploymentError, Federation, node_key
 
-__all__ = ["ca_certificate", "parse_node_keys", "start_superlink", "start_supernodes"]
+__all__ = [
+    "ca_certificate",
+    "hub_key_dir",
+    "parse_node_keys",
+    "start_superlink",
+    "start_supernodes",
+    "store_node_key",
+    "stored_node_keys",
+]
+
+_log = logging.getLogger(__name__)
+
+
+def hub_key_dir(state: Path) -> Path:
+    """Where the hub keeps the SuperNode public keys of registered datasets."""
+    return Path(state) / "flower" / "keys"
+
+
+def store_node_key(state: Path, dataset: str, public_key: str) -> tuple[Path, bool]:
+    """Store ``dataset``'s SuperNode public key (OpenSSH, as the node reported it) in
+    ``HUB_STATE/flower/keys/DATASET.pub`` (0600); returns the file and whether it replaced a
+    different key. Anything but one EC P-256 public key is refused."""
+    text = public_key.strip()
+    try:
+        key = serialization.load_ssh_public_key(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
+        raise DeploymentError(
+            f"the SuperNode key for {dataset!r} is no OpenSSH public key"
+        ) from None
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"):
+        raise DeploymentError(f"the SuperNode key for {dataset!r} is not an EC P-256 key")
+    if not dataset or "/" in dataset or dataset.startswith("."):
+        raise DeploymentError(f"no SuperNode key can be stored for dataset {dataset!r}")
+    directory = hub_key_dir(state)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{dataset}.pub"
+    old = path.read_text(encoding="ascii").strip() if path.exists() else None
+    if old == text:
+        return path, False
+    tmp = directory / f".{dataset}.pub.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(text + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    if old is not None:
+        _log.warning("the SuperNode key of dataset %s changed; the new key is registered", dataset)
+    return path, old is not None
+
+
+def stored_node_keys(state: Path) -> dict[str, Path]:
+    """The SuperNode public keys stored at dataset registration, by dataset."""
+    directory = hub_key_dir(state)
+    if not directory.is_dir():
+        return {}
+    return {p.name[: -len(".pub")]: p for p in sorted(directory.glob("*.pub"))}
 
 
 def ca_certificate(ca: Path) -> Path:
@@ -48,7 +111,8 @@ def parse_node_keys(values: list[str]) -> dict[str, Path]:
 def start_superlink(
     state: Path, ca_dir: Path, listen: str, node_keys: Mapping[str, Path]
 ) -> Federation:
-    """Start the hub's SuperLink on ``listen`` (``HOST:PORT``) and register ``node_keys``."""
+    """Start the hub's SuperLink on ``listen`` (``HOST:PORT``) and register the stored keys
+    (:func:`stored_node_keys`) and ``node_keys`` (which override a stored key)."""
     if not (ca_dir.is_dir() and (ca_dir / "ca-key.pem").exists()):
         raise DeploymentError(
             "--flower issues the SuperLink's certificate from the sandbox CA: give --ca as the "
@@ -64,7 +128,7 @@ def start_superlink(
     federation.issue_tls(ca_dir)
     federation.start_superlink()
     try:
-        for dataset, public in node_keys.items():
+        for dataset, public in {**stored_node_keys(state), **node_keys}.items():
             federation.register_key(dataset, public)
     except BaseException:
         federation.stop()

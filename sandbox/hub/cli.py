@@ -12,9 +12,11 @@ sandbox hub serve ... --api-keys FILE --web HOST:PORT            also the web vi
                                                                   the hub's certificate; plain
                                                                   HTTP with --insecure)
 sandbox hub serve ... --flower [--flower-listen HOST:PORT]       also a Flower SuperLink (TLS
-                  [--flower-node DATASET=FILE ...]                from the CA directory, SuperNode
-                                                                  keys registered): training
-                                                                  jobs run over it
+                  [--flower-node DATASET=FILE ...]                from the CA directory; the
+                                                                  SuperNode keys stored at
+                                                                  dataset registration and
+                                                                  --flower-node ones registered):
+                                                                  training jobs run over it
 
 It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr, exit code 2.
 """
@@ -233,13 +235,14 @@ def serve(
     if flower is not None:
         assert ca is not None
         from sandbox.deployment.processes import DeploymentError
-        from sandbox.deployment.serve import parse_node_keys, start_superlink
+        from sandbox.deployment.serve import parse_node_keys, start_superlink, stored_node_keys
         from sandbox.hub.jobs import HubJobs
 
         try:
             if not isinstance(hub.firm.jobs, HubJobs):
                 raise DeploymentError("this hub runs no training jobs")
-            superlink = start_superlink(state, ca, flower, parse_node_keys(flower_nodes or []))
+            overrides = parse_node_keys(flower_nodes or [])
+            superlink = start_superlink(state, ca, flower, overrides)
             hub.firm.jobs.flower = superlink
         except BaseException as exc:
             hub.stop()
@@ -250,7 +253,8 @@ def serve(
             raise
         echo(
             f"Flower SuperLink on {flower} (TLS, SuperNode authentication, "
-            f"{len(flower_nodes or [])} SuperNode key(s)); training jobs run over it"
+            f"{len({**stored_node_keys(state), **overrides})} SuperNode key(s)); training jobs "
+            "run over it"
         )
     stopping = threading.Event()
 

@@ -11,11 +11,18 @@
 4. The dataset's :class:`~policies.datasets.DatasetPolicy` (department = the caller, the caps)
    is registered with the authority (a ``dataset`` log entry), then the route and manifest are
    stored (:class:`~sandbox.hub.routes.RouteStore`) and the firm service re-reads its routes.
+5. The dataset's Flower SuperNode public key, as the node reported it (``flower_keys``), is
+   stored in ``HUB_STATE/flower/keys/DATASET.pub`` and, when the hub runs a SuperLink
+   (``sandbox hub serve --flower``), registered with it at once; a changed key is registered
+   too and logged as a warning. A key the SuperLink refuses now is logged; the hub registers
+   every stored key when it starts.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 
@@ -30,6 +37,32 @@ from sandbox.hub.routes import parse_manifest_yaml
 from sandbox.node.convert import dataset_metadata_message
 from sandbox.protocol.v1 import sandbox_pb2 as pb
 from sandbox.service import dataset_policy
+
+_log = logging.getLogger(__name__)
+
+
+def _store_flower_key(authority: Authority, dataset: str, key: str) -> Path:
+    """Store ``dataset``'s SuperNode key (refused unless one EC P-256 OpenSSH key)."""
+    from sandbox.deployment.processes import DeploymentError
+    from sandbox.deployment.serve import store_node_key
+
+    try:
+        return store_node_key(authority.state_dir, dataset, key)[0]
+    except DeploymentError as exc:
+        raise HubError(f"the node's Flower key was refused: {exc}") from None
+
+
+def _register_flower_key(firm: FirmService, dataset: str, path: Path) -> None:
+    """Register a stored key with the hub's SuperLink, when the hub runs one."""
+    from sandbox.deployment.processes import DeploymentError
+
+    federation = getattr(firm.jobs, "flower", None)
+    if federation is None:
+        return
+    try:
+        federation.register_key(dataset, path)
+    except DeploymentError as exc:
+        _log.warning("the SuperLink did not register the key of %s: %s", dataset, exc)
 
 
 def _owner(authority: Authority, firm: FirmService, dataset: str) -> str | None:
@@ -90,6 +123,8 @@ def register_dataset(
             f"node {route.name} describes {manifest.name!r} differently from this manifest; "
             "register the manifest the node serves"
         )
+    flower_key = report.flower_keys.get(manifest.name)
+    key_path = _store_flower_key(authority, manifest.name, flower_key) if flower_key else None
     policy = dataset_policy(manifest, eps, delta).model_copy(update={"department": who.name})
     authority.register_dataset(policy)
     entries = authority.log.search(
@@ -97,6 +132,8 @@ def register_dataset(
     )
     firm.route_store.put(request.manifest_yaml, manifest.name, route, who.name)
     firm.reload()
+    if key_path is not None:
+        _register_flower_key(firm, manifest.name, key_path)
     return pb.RegisterDatasetResponse(
         dataset=expected, log_index=int(entries[0]["index"]) if entries else 0
     )

@@ -22,7 +22,8 @@ the role ``hub`` (``authorize``, supplied by :mod:`sandbox.node.server`):
     every instruction of that grant (``revoked``). A bad signature is ``PERMISSION_DENIED``.
 ``ReportMetadata``
     The catalog's public metadata, the authority key the node trusts and its own spend, and
-    the node as a witness: its witness public key, name and the last head it cosigned.
+    the node as a witness: its witness public key, name and the last head it cosigned; each
+    dataset's Flower SuperNode public key (made at first use), registered by the hub.
 ``Witness(WitnessRequest)``
     Cosign the hub's signed tree head with the node's witness key, only if the authority
     signed it and the consistency proof shows it extends the last head this node cosigned
@@ -233,6 +234,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
             authority_key_id=self.authority_key_id,
             spends=self.spends(),
             protocol=PROTOCOL_VERSION,
+            flower_keys=self.flower_keys(),
         )
         if self.witnessing is not None:
             reply.witness_key_pem = self.witnessing.public_key_pem()
@@ -241,6 +243,17 @@ class NodeService(pb_grpc.NodeServiceServicer):
             if last is not None:
                 reply.last_witnessed_head.CopyFrom(tree_head_pb(last))
         return reply
+
+    def flower_keys(self) -> dict[str, str]:
+        """Each dataset's Flower SuperNode public key (OpenSSH), made at first use under the
+        node's state (:func:`~sandbox.deployment.processes.node_key`): the hub registers it with
+        its SuperLink when the dataset is registered."""
+        from sandbox.deployment.processes import node_key
+
+        return {
+            m.name: node_key(self.guard.state_dir, m.name)[1].read_text(encoding="utf-8").strip()
+            for m in self.catalog
+        }
 
     def Witness(  # gRPC's method name
         self, request: pb.WitnessRequest, context: Any
