@@ -17,11 +17,12 @@ engine, OpenDP, Polars, torch or Flower), so a query starts fast.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
 
@@ -29,6 +30,7 @@ from sandbox.errors import SandboxError
 
 if TYPE_CHECKING:
     from sandbox.client import Profile
+    from sandbox.client.jobs import JobEvent
 
 _T = TypeVar("_T")
 
@@ -299,12 +301,71 @@ def train(
             reserved = ", ".join(f"{d}: epsilon {_fmt(e)}" for d, (e, _) in made.reserved.items())
             typer.echo(f"job {made.job_id} under grant {made.grant_id}; reserved {reserved}")
         if follow:
+            budget = max((e for e, _ in made.reserved.values()), default=None)
+            progress = RoundProgress(sys.stdout, budget)
 
             def stream() -> None:
-                for event in firm.follow(made.job_id):
-                    echo_json(event) if as_json else typer.echo(event.line())
+                try:
+                    for event in firm.follow(made.job_id):
+                        echo_json(event) if as_json else progress.event(event)
+                finally:
+                    progress.close()
 
             call(stream)
+
+
+def _number(value: Any) -> float:
+    """A double from a JobEvent's data (JSON writes infinity as a string)."""
+    return float(value)
+
+
+def round_line(data: Mapping[str, Any], budget: float | None) -> str:
+    """One round of a job as one line: ``round 3/10  loss 0.412  ε 1.23 of 3.00  nodes 4/4
+    (12.3 s)``. ``data`` is a ``round`` JobEvent's data (RoundMetrics); ``budget`` the job's
+    epsilon (the most reserved on a dataset), ``None`` leaves out "of ..."; a round with no
+    released loss prints "loss –"."""
+    rounds = int(data.get("rounds") or 0)
+    where = f"round {int(data.get('round') or 0)}" + (f"/{rounds}" if rounds else "")
+    loss = data.get("dp_loss")
+    loss_text = "loss –" if loss is None else f"loss {_number(loss):.3f}"
+    spent = _number(data.get("epsilon_spent") or 0.0)
+    eps = f"ε {spent:.2f}" + ("" if budget is None else f" of {budget:.2f}")
+    ok, failed = len(data.get("nodes") or []), len(data.get("failed") or [])
+    wall = _number(data.get("wall_s") or 0.0)
+    return f"{where}  {loss_text}  {eps}  nodes {ok}/{ok + failed}  ({wall:.1f} s)"
+
+
+class RoundProgress:
+    """``sandbox train --follow``'s output: one line per round; on a terminal the round line
+    is rewritten in place (``\\r``) like a progress bar and ended at the finish. Failures and
+    the final status get lines of their own."""
+
+    def __init__(self, out: TextIO, budget: float | None, tty: bool | None = None) -> None:
+        self.out, self.budget = out, budget
+        self.tty = out.isatty() if tty is None else tty
+        self._open = 0  # the width of the round line being rewritten, 0: none
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def close(self) -> None:
+        """End a round line still being rewritten."""
+        if self._open:
+            self._write("\n")
+            self._open = 0
+
+    def event(self, event: JobEvent) -> None:
+        if event.kind != "round":
+            self.close()
+            self._write(event.line() + "\n")
+            return
+        line = round_line(event.data, self.budget)
+        if not self.tty:
+            self._write(line + "\n")
+            return
+        self._write("\r" + line.ljust(self._open))
+        self._open = max(self._open, len(line))
 
 
 def jobs(profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
