@@ -10,6 +10,9 @@ sandbox generate --out DIR                     write synthetic department data +
 sandbox demo [--state DIR] [--quick]            the demo: hub and four nodes as processes
 sandbox audit ...                              regulators: export, verify, show the log
 
+With ``--catalog``, ``--separator CHAR`` (one character, or ``tab``) is the separator of every
+CSV file of the catalog, instead of the manifest's ``separator`` or the detected one.
+
 Every failure ends the process with a non-zero exit code and ONE line on stderr
 (``error: <what went wrong and what to do>``), never a traceback.
 """
@@ -96,6 +99,19 @@ LocalOpt = Annotated[
 ProfileOpt = Annotated[
     Path | None, typer.Option("--profile", help="client profile file (without --catalog)")
 ]
+SeparatorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--separator",
+        help="the CSV separator of every CSV file of the catalog (one character, or tab), "
+        "instead of the manifest's or the detected one",
+    ),
+]
+
+
+def _local_only(separator: str | None) -> None:
+    if separator is not None:
+        raise _fail(ValueError("--separator reads a local catalog's CSV files: give --catalog"))
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -108,14 +124,16 @@ def datasets(
     catalog: LocalOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     profile: ProfileOpt = None,
+    separator: SeparatorOpt = None,
 ) -> None:
     """List the datasets and their public metadata (the hub's, or a local --catalog)."""
     if catalog is None:
+        _local_only(separator)
         return __import__("sandbox.firm_cli", fromlist=["x"]).hub_datasets(profile, as_json)  # type: ignore[no-any-return]
     from sandbox.catalog import load_catalog
 
     try:
-        cat = load_catalog(catalog)
+        cat = load_catalog(catalog, separator)
     except SandboxError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -148,6 +166,7 @@ def check(
     names: Annotated[
         list[str] | None, typer.Argument(help="datasets to check (default: all)")
     ] = None,
+    separator: SeparatorOpt = None,
 ) -> None:
     """Check each dataset's rows against its manifest (bounds, categories, row_bound).
 
@@ -157,7 +176,7 @@ def check(
     from sandbox.catalog import check_dataset, load_catalog
 
     try:
-        cat = load_catalog(catalog)
+        cat = load_catalog(catalog, separator)
         manifests = [cat[n] for n in names] if names else list(cat)
         reports = [check_dataset(m) for m in manifests]
     except SandboxError as exc:
@@ -192,10 +211,12 @@ def query(
         int | None, typer.Option("--min-group-size", help="raise the grant's minimum (hub)")
     ] = None,
     profile: ProfileOpt = None,
+    separator: SeparatorOpt = None,
 ) -> None:
     """Run a DP query under a grant at the hub, or with --catalog on local data (a department
     previewing its own node)."""
     if catalog is None:
+        _local_only(separator)
         firm_cli = __import__("sandbox.firm_cli", fromlist=["x"])
         args = (sql, epsilon, delta, purpose, grant, min_group_size, as_json)
         return firm_cli.hub_query(profile, *args)  # type: ignore[no-any-return]
@@ -203,7 +224,9 @@ def query(
     from sandbox.query import QueryEngine
 
     try:
-        result = QueryEngine(load_catalog(catalog)).run(sql, epsilon=epsilon, delta=delta)
+        result = QueryEngine(load_catalog(catalog, separator)).run(
+            sql, epsilon=epsilon, delta=delta
+        )
     except SandboxError as exc:
         if as_json:
             typer.echo(json.dumps({"error": str(exc), "epsilon_spent": 0.0, "delta_spent": 0.0}))
@@ -223,10 +246,12 @@ def mock(
     seed: Annotated[int, typer.Option(help="random seed (local only)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (hub)")] = False,
     profile: ProfileOpt = None,
+    separator: SeparatorOpt = None,
 ) -> None:
     """Mock rows from the dataset's public metadata only: written to a file from a local
     --catalog, or shown from the hub (20 rows unless --rows)."""
     if catalog is None:
+        _local_only(separator)
         count = rows if rows != 1000 else 20
         firm_cli = __import__("sandbox.firm_cli", fromlist=["x"])
         return firm_cli.hub_mock(profile, dataset, count, as_json)  # type: ignore[no-any-return]
@@ -234,7 +259,7 @@ def mock(
     from sandbox.mock import write_mock
 
     try:
-        manifest = load_catalog(catalog)[dataset]
+        manifest = load_catalog(catalog, separator)[dataset]
         path = write_mock(manifest, out or Path(f"{dataset}_mock.csv"), rows, seed)
     except SandboxError as exc:
         raise _fail(exc) from None

@@ -11,7 +11,14 @@
 """
 
 from sandbox.catalog.conform import check_dataset, conform_frame, load_checked, load_frame
-from sandbox.catalog.load import MAX_MANIFEST_BYTES, Catalog, load_catalog, load_manifest
+from sandbox.catalog.load import (
+    MAX_MANIFEST_BYTES,
+    SEPARATOR_ENV,
+    Catalog,
+    check_separator,
+    load_catalog,
+    load_manifest,
+)
 from sandbox.catalog.manifest import (
     DEFAULT_ROW_BOUND,
     MAX_ENUMERABLE_INT_KEYS,
@@ -31,6 +38,7 @@ __all__ = [
     "MAX_ENUMERABLE_INT_KEYS",
     "MAX_MANIFEST_BYTES",
     "MAX_ROW_BOUND",
+    "SEPARATOR_ENV",
     "Catalog",
     "Classification",
     "ColumnSpec",
@@ -41,6 +49,7 @@ __all__ = [
     "PrivacyUnit",
     "ProblemKind",
     "check_dataset",
+    "check_separator",
     "coerce_value",
     "conform_frame",
     "load_catalog",

@@ -1,7 +1,9 @@
 """Reading manifests and catalogs from disk: every error names the file and the field.
 
 A catalog is a directory; each ``*.yaml`` file at its top level is one dataset's manifest
-(format: ``docs/catalog.md``).
+(format: ``docs/catalog.md``). A separator given to :func:`load_catalog` (the CLI's
+``--separator``), else the environment variable :data:`SEPARATOR_ENV`, overrides the manifest's
+``separator`` and detection for every CSV file of the catalog.
 
 >>> catalog = load_catalog("examples/pums")  # the shipped example, from the repository root
 >>> [m.name for m in catalog], catalog["pums"].column("age").bounds
@@ -14,6 +16,7 @@ sandbox.errors.CatalogError: unknown dataset 'census'; the catalog has: pums
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,27 @@ from sandbox.errors import CatalogError, ManifestError
 
 #: The largest manifest file read (a manifest is a page of metadata, not data).
 MAX_MANIFEST_BYTES = 1_000_000
+#: The environment variable that overrides the CSV separator of every catalog loaded:
+#: ``sandbox node serve --separator`` sets it, so the node's Flower processes read the same.
+SEPARATOR_ENV = "SANDBOX_CSV_SEPARATOR"
+#: Names a shell passes easily for separators that are hard to type.
+_SEPARATOR_NAMES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
+
+
+def check_separator(value: str) -> str:
+    """The CSV separator ``value`` (one character; ``\\t`` or ``tab`` for a tab), or a
+    :class:`CatalogError` saying why it cannot be one.
+
+    >>> check_separator(";"), check_separator("tab")
+    (';', '\\t')
+    """
+    sep = _SEPARATOR_NAMES.get(value, value)
+    if len(sep) != 1 or sep in ('"', "\r", "\n"):
+        raise CatalogError(
+            f"--separator takes one character such as ';', '|' or tab (not a quote or a line "
+            f"break), not {value!r}"
+        )
+    return sep
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -115,8 +139,13 @@ class Catalog:
         return len(self._manifests)
 
 
-def load_catalog(root: str | Path) -> Catalog:
-    """Load every ``*.yaml`` manifest at the top level of ``root``."""
+def load_catalog(root: str | Path, separator: str | None = None) -> Catalog:
+    """Load every ``*.yaml`` manifest at the top level of ``root``; ``separator`` (else
+    ``$SANDBOX_CSV_SEPARATOR``) is the separator of every CSV file (checked first)."""
+    if separator is None:
+        separator = os.environ.get(SEPARATOR_ENV) or None
+    if separator is not None:
+        separator = check_separator(separator)
     try:
         root = Path(root)
         is_dir = root.is_dir()
@@ -131,6 +160,8 @@ def load_catalog(root: str | Path) -> Catalog:
         if manifest.name in manifests:
             other = manifests[manifest.name].path
             raise ManifestError(f"{path}: name: dataset {manifest.name!r} is also in {other}")
+        if separator is not None and manifest.data_path.suffix == ".csv":
+            manifest = manifest.model_copy(update={"separator": separator})
         manifests[manifest.name] = manifest
     if not manifests:
         raise CatalogError(f"catalog {root} holds no manifest (*.yaml); see docs/catalog.md")

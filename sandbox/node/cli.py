@@ -3,6 +3,7 @@
 sandbox node serve --catalog DIR --authority-key PUB --state DIR     serve sandbox.v1.NodeService
                    --ca DIR_OR_CERT --cert FILE --key FILE           over mTLS (only the hub may
                    [--listen 127.0.0.1:PORT]                         call it)
+                   [--separator CHAR]                                the catalog's CSV separator
 sandbox node serve ... --insecure [--listen 127.0.0.1:PORT]          plaintext, loopback only
 sandbox node cap DATASET --epsilon E [--delta D]                     the department's own cap on
                  --authority-key PUB --state DIR                     a dataset (deny by default)
@@ -22,6 +23,7 @@ Every failure is one ``error:`` line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -83,9 +85,22 @@ def node_serve(
             "--flower-superlink", help="HOST:PORT of the hub's Flower SuperLink (SuperNodes)"
         ),
     ] = None,
+    separator: Annotated[
+        str | None,
+        typer.Option(
+            "--separator",
+            help="the separator of every CSV file of the catalog (one character, or tab), "
+            "instead of the manifest's or the detected one",
+        ),
+    ] = None,
 ) -> None:
     """Serve this node's datasets (DP releases and public metadata only) to the hub."""
     from sandbox.node.server import serve
+
+    if separator is not None:  # for this process and the SuperNodes it starts
+        from sandbox.catalog import SEPARATOR_ENV, check_separator
+
+        os.environ[SEPARATOR_ENV] = _guard(lambda: check_separator(separator))
 
     supernodes = None
     if flower_superlink is not None:
