@@ -18,9 +18,8 @@ __all__ = ["model_card_pb", "model_file", "round_pb", "spec_from_pb", "spec_pb"]
 
 def spec_from_pb(message: pb.JobSpec) -> JobSpec:
     """A ``JobSpec`` message as :class:`federation.job.JobSpec`: fields left unset take the
-    job's defaults (so ``dp`` unset is ``dp=True``), except ``loss_epsilon``, whose 0 (the
-    protocol cannot tell it from unset) means no training loss is released, as the protocol
-    documents; refuses an invalid job."""
+    job's defaults (so ``dp`` unset is ``dp=True``, ``loss_epsilon`` unset is the default and
+    0 releases no training loss); refuses an invalid job."""
     from federation.errors import InvalidJobError
     from federation.job import JobSpec
 
@@ -32,7 +31,6 @@ def spec_from_pb(message: pb.JobSpec) -> JobSpec:
             data[fd.name] = list(value)
         else:
             data[fd.name] = value
-    data["loss_epsilon"] = message.loss_epsilon
     try:
         return JobSpec.parse(data)
     except InvalidJobError as exc:
