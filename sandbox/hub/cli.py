@@ -18,7 +18,9 @@ sandbox hub serve ... --flower [--flower-listen HOST:PORT]       also a Flower S
                                                                   --flower-node ones registered):
                                                                   training jobs run over it
 
-It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr, exit code 2.
+Flower's output (the training jobs' ServerApp) goes to ``STATE/logs/flower.log``, not the
+terminal. It blocks until SIGINT or SIGTERM. Every failure is one ``error:`` line on stderr,
+exit code 2.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from sandbox.cli_support import fail, guarded
+from sandbox.cli_support import fail, guarded, send_flower_output
 from sandbox.errors import HubError
 
 if TYPE_CHECKING:
@@ -199,6 +201,7 @@ def serve(
             "register it (RegisterDataset) or give its manifest with --catalog"
         )
     authority = Authority(state)
+    send_flower_output(state / "logs" / "flower.log")  # the jobs' Flower lines, not the terminal
     hub = start(
         authority,
         manifests,

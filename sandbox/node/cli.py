@@ -18,7 +18,8 @@ sandbox node witness-key --state DIR                                 print the n
                                                                      public key (PEM) for the
                                                                      regulators
 
-Every failure is one ``error:`` line on stderr and exit code 2.
+``serve`` sends Flower's output to ``STATE/logs/flower.log``. Every failure is one ``error:``
+line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def node_serve(
     ] = None,
 ) -> None:
     """Serve this node's datasets (DP releases and public metadata only) to the hub."""
+    from policies.db import private_dir
+    from sandbox.cli_support import send_flower_output
     from sandbox.node.server import serve
 
     if separator is not None:  # for this process and the SuperNodes it starts
@@ -102,6 +105,8 @@ def node_serve(
 
         os.environ[SEPARATOR_ENV] = _guard(lambda: check_separator(separator))
 
+    # the ClientApp's Flower lines (RunTask) go to STATE/logs/flower.log, not the terminal
+    _guard(lambda: send_flower_output(private_dir(state) / "logs" / "flower.log"))
     supernodes = None
     if flower_superlink is not None:
         supernodes = _guard(

@@ -6,6 +6,7 @@ read through the manifest's ``source`` mapping."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from sandbox.catalog import SEPARATOR_ENV, load_catalog
 from sandbox.catalog.conform import load_frame
 from sandbox.cli import app
+from sandbox.cli_support import FLOWER_LOGGERS
 
 MANIFEST = """\
 name: {name}
@@ -107,10 +109,17 @@ def test_node_serve_reads_the_catalog_with_the_separator(
         seen.append(load_frame(load_catalog(catalog_dir)["pipe"]).height)  # as the node does
 
     monkeypatch.setattr(server, "serve", serve)
-    common = ["--catalog", str(catalog), "--authority-key", "a.pem", "--state", "s", "--insecure"]
+    for name in FLOWER_LOGGERS:  # node serve sends them to STATE/logs/flower.log
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", logger.handlers[:])
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+    state = str(tmp_path / "state")
+    common = ["--catalog", str(catalog), "--authority-key", "a.pem", "--state", state]
+    common.append("--insecure")
     refused = _run("node", "serve", *common, "--separator", "||")
     assert refused.exit_code == 2 and "--separator takes one character" in refused.output
     assert not seen and not os.environ.get(SEPARATOR_ENV)
     served = _run("node", "serve", *common, "--separator", "|")
     assert served.exit_code == 0, served.output
     assert seen == [60] and os.environ[SEPARATOR_ENV] == "|"  # the SuperNodes inherit it
+    assert (tmp_path / "state" / "logs" / "flower.log").exists()
