@@ -12,8 +12,9 @@ sandbox node serve ... --flower-superlink HOST:PORT              also one Flower
                                                                      STATE/flower/keys), TLS
                                                                      pinned to --ca
 sandbox node flower-key --catalog DIR --state DIR                    print each dataset's
-                                                                     SuperNode public key for
-                                                                     the hub operator
+                                                                     SuperNode public key (the
+                                                                     hub gets it at dataset
+                                                                     registration)
 sandbox node witness-key --state DIR                                 print the node's witness
                                                                      public key (PEM) for the
                                                                      regulators
@@ -157,8 +158,9 @@ def node_flower_key(
     catalog: Annotated[Path, typer.Option("--catalog", help="the node's catalog directory")],
     state: StateOpt,
 ) -> None:
-    """Print each dataset's SuperNode public key (made at first use) as DATASET=KEY lines: the
-    hub operator registers them (``sandbox hub serve --flower --flower-node DATASET=FILE``)."""
+    """Print each dataset's SuperNode public key (made at first use) as DATASET=KEY lines. The
+    hub registers them itself when the datasets are registered (``ReportMetadata``); a hub
+    operator may still give one with ``sandbox hub serve --flower --flower-node DATASET=FILE``."""
     from sandbox.catalog import load_catalog
     from sandbox.deployment.processes import node_key
 
