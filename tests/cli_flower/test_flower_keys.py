@@ -58,6 +58,7 @@ def _already_registered(federation: Federation, public: Path) -> bool:
     return False
 
 
+@pytest.mark.slow  # two SuperLink processes: 10-20 s on 2 shared cores
 def test_registration_stores_and_registers_the_nodes_flower_key(
     tmp_path: Path, pums_catalog_dir: Path
 ) -> None:
