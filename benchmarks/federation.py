@@ -529,11 +529,37 @@ def centralized_defaults(
     return _metric(kind, y_te, predict_proba(model, X_te))
 
 
-def deployment_overhead(nodes: int, rounds: int) -> dict:
+#: The deployment set-ups the benchmark compares (see docs/deployment.md):
+#: ``executor``: the sandbox's (each SuperNode in process isolation with its long-lived
+#: ClientApp executor), Flower unchanged; ``subprocess``: Flower's default, a ``flwr-clientapp``
+#: process per message; ``proposed``: the sandbox's with the upstream change proposed in
+#: docs/deployment.md applied (benchmarks/flower_proposal: the SuperNode's pull interval and
+#: Flower's object-pull backoff at 0.02 s).
+DEPLOYMENT_VARIANTS = ("executor", "subprocess", "proposed")
+PROPOSED_INTERVAL_S = "0.02"
+
+
+def _variant_options(variant: str) -> dict:
+    if variant == "executor":
+        return {}
+    if variant == "subprocess":
+        return {"isolation": "subprocess"}
+    root = Path(__file__).resolve().parent.parent
+    return {
+        "supernode_command": (sys.executable, "-m", "benchmarks.flower_proposal.supernode"),
+        "env_extra": {
+            "PYTHONPATH": os.pathsep.join([str(root / "benchmarks/flower_proposal"), str(root)]),
+            "FLWR_SUPERNODE_PULL_INTERVAL": PROPOSED_INTERVAL_S,
+            "FLWR_PULL_INITIAL_BACKOFF": PROPOSED_INTERVAL_S,
+        },
+    }
+
+
+def deployment_overhead(nodes: int, rounds: int, variant: str = "executor") -> dict:
     """The same figure over real Flower deployment processes on loopback: a SuperLink with TLS
     from a new sandbox CA and SuperNode authentication, ``nodes`` SuperNodes, each checking
     every message against the signed instruction its node accepted (sandbox.deployment); 200
-    rows per node, rounds 2..R."""
+    rows per node, rounds 2..R; ``variant`` is one of :data:`DEPLOYMENT_VARIANTS`."""
     import tempfile
     from pathlib import Path
 
@@ -557,15 +583,17 @@ def deployment_overhead(nodes: int, rounds: int) -> dict:
         round_timeout_s=120.0,
     )
     authority, the_grant = Ed25519PrivateKey.generate(), grant(names)
+    options = _variant_options(variant)
+    isolation = options.pop("isolation", "process")
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        with Federation(work / "flower") as federation:
+        with Federation(work / "flower", **options) as federation:
             federation.start_superlink()
             depts = {}
             for i, name in enumerate(names):
                 depts[name] = Department.create(work / name, name, i, authority, the_grant)
-                federation.start_supernode(name, depts[name].node_config)
+                federation.start_supernode(name, depts[name].node_config, isolation=isolation)
             federation.wait_connected(nodes, timeout=120)
             started = time.perf_counter() - t0
             signed = {n: d.accept(spec) for n, d in depts.items()}
@@ -574,6 +602,7 @@ def deployment_overhead(nodes: int, rounds: int) -> dict:
             total = time.perf_counter() - t1
     later = res.rounds[1:] or res.rounds
     return {
+        "variant": variant,
         "round_overhead_s": round(float(np.mean([r.overhead_s for r in later])), 4),
         "round_wall_s": round(float(np.mean([r.wall_s for r in later])), 4),
         "slowest_node_compute_s": round(float(np.mean([r.max_compute_s for r in later])), 4),
@@ -610,10 +639,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.deployment:
         rounds = 3 if args.quick else 4
         simulation = overhead(4, rounds)
-        deployment = deployment_overhead(4, rounds)
+        runs = {v: deployment_overhead(4, rounds, v) for v in DEPLOYMENT_VARIANTS}
         result["simulation_round_overhead_s"] = simulation["round_overhead_s"]
-        result["deployment_round_overhead_s"] = deployment["round_overhead_s"]
-        result["overhead"] = {"simulation_4_nodes": simulation, "deployment_4_nodes": deployment}
+        result["deployment_round_overhead_s"] = runs["executor"]["round_overhead_s"]
+        result["deployment_round_overhead_flower_subprocess_s"] = runs["subprocess"][
+            "round_overhead_s"
+        ]
+        result["deployment_round_overhead_proposed_flower_change_s"] = runs["proposed"][
+            "round_overhead_s"
+        ]
+        result["overhead"] = {
+            "simulation_4_nodes": simulation,
+            **{f"deployment_4_nodes_{v}": r for v, r in runs.items()},
+        }
         result["benchmark_s"] = round(time.perf_counter() - started, 1)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0

@@ -50,6 +50,8 @@ __all__ = [
     "INSTRUCTION_RECORD",
     "NODE_STATE_KEY",
     "FastGrid",
+    "ProgressReader",
+    "ProgressWriter",
     "client_app",
     "read_outcome",
     "server_app",
@@ -67,6 +69,9 @@ ROLL_CALL_RECORD = "roll-call"
 ROLL_CALL_TIMEOUT_S = 30.0
 OUTCOME_FILE = "outcome.json"
 WEIGHTS_FILE = "weights.npz"
+#: One JSON line per finished round (its metrics and the node failures seen so far), written by
+#: the deployed ServerApp as the job runs, so the hub can report rounds live.
+PROGRESS_FILE = "rounds.jsonl"
 #: How often the deployed ServerApp asks the SuperLink for replies. Flower's HTTP grid sleeps
 #: 3 s between pulls inside ``send_and_receive``; :class:`FastGrid` uses the public
 #: ``push_messages`` / ``pull_messages`` instead.
@@ -190,6 +195,53 @@ def write_outcome(outcome: JobOutcome, directory: str | Path) -> None:
     os.replace(tmp_json, out / OUTCOME_FILE)  # last: its presence means the run is over
 
 
+class ProgressWriter:
+    """Appends each finished round of ``outcome`` to ``directory/rounds.jsonl`` (a JobServer's
+    ``on_round``): the round's metrics and the failures not written before."""
+
+    def __init__(self, outcome: JobOutcome, directory: str | Path) -> None:
+        self.outcome, self.path, self.failures_written = outcome, Path(directory), 0
+
+    def __call__(self, rnd: int, _weights: object) -> None:
+        failures = self.outcome.failures[self.failures_written :]
+        self.failures_written = len(self.outcome.failures)
+        line = {
+            "round": dataclasses.asdict(self.outcome.rounds[-1]),
+            "failures": [dataclasses.asdict(f) for f in failures],
+        }
+        with (self.path / PROGRESS_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+class ProgressReader:
+    """Reads the rounds the deployed ServerApp has written so far (:class:`ProgressWriter`)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path, self.offset = Path(directory) / PROGRESS_FILE, 0
+
+    def new(self) -> list[tuple[RoundMetrics, list[NodeFailure]]]:
+        """The rounds written since the last call (only whole lines)."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        out = []
+        for raw in whole.splitlines():
+            line = json.loads(raw)
+            out.append(
+                (_round_from_json(line["round"]), [NodeFailure(**f) for f in line["failures"]])
+            )
+        return out
+
+
+def _round_from_json(r: Mapping[str, Any]) -> RoundMetrics:
+    return RoundMetrics(**{**r, "nodes": tuple(r["nodes"]), "failed": tuple(r["failed"])})
+
+
 def read_outcome(directory: str | Path) -> JobOutcome | None:
     """The outcome written by the deployed ServerApp, or None if it has not finished."""
     path = Path(directory) / OUTCOME_FILE
@@ -197,10 +249,7 @@ def read_outcome(directory: str | Path) -> JobOutcome | None:
         return None
     fields = json.loads(path.read_text(encoding="utf-8"))
     has_weights = bool(fields.pop("has_weights"))
-    fields["rounds"] = [
-        RoundMetrics(**{**r, "nodes": tuple(r["nodes"]), "failed": tuple(r["failed"])})
-        for r in fields["rounds"]
-    ]
+    fields["rounds"] = [_round_from_json(r) for r in fields["rounds"]]
     fields["failures"] = [NodeFailure(**f) for f in fields["failures"]]
     if has_weights:
         with np.load(Path(directory) / WEIGHTS_FILE) as npz:
@@ -223,7 +272,8 @@ def _server_main(grid: Grid, context: Context) -> None:
     spec = JobSpec.parse(job["job"])
     rows = job.get("rows") or None
     outcome = JobOutcome()
-    server = JobServer(spec, plan_job(spec, rows), outcome, grants=job["grants"])
+    progress = ProgressWriter(outcome, str(context.run_config["outcome-dir"]))
+    server = JobServer(spec, plan_job(spec, rows), outcome, grants=job["grants"], on_round=progress)
     grid = FastGrid(grid, instructions=job.get("instructions") or {})  # type: ignore[assignment]
     try:
         server.main(grid, context)

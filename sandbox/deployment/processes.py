@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from federation.errors import FederationError
 
 __all__ = [
     "FAB_DIR",
+    "ISOLATION_MODES",
     "DeploymentError",
     "Federation",
     "SuperNode",
@@ -103,17 +106,74 @@ def write_node_key(directory: Path, name: str) -> tuple[Path, Path]:
     return private, public
 
 
-@dataclass
-class SuperNode:
-    """A running SuperNode process."""
+#: Longest wait before a SuperNode that exited is started again.
+MAX_RESTART_DELAY_S = 10.0
+#: A SuperNode's ClientApp runs: ``process`` (the long-lived executor,
+#: :mod:`sandbox.deployment.executor`) or ``subprocess`` (Flower's default: a new
+#: ``flwr-clientapp`` process per message, with the app's code from the run's FAB).
+ISOLATION_MODES = ("process", "subprocess")
 
-    name: str
-    process: subprocess.Popen[bytes]
-    key: Path
+
+class SuperNode:
+    """A running SuperNode process, restarted when it exits until :meth:`stop` (for example
+    refused while its key is not registered yet, or after a SuperLink restart), and, in
+    process isolation, its ClientApp executor."""
+
+    def __init__(
+        self,
+        name: str,
+        key: Path,
+        start: Callable[[], subprocess.Popen[bytes]],
+        start_executor: Callable[[], subprocess.Popen[bytes]] | None = None,
+        *,
+        restart: bool = True,
+    ) -> None:
+        self.name, self.key = name, key
+        self._start, self._start_executor = start, start_executor
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self._since = time.monotonic()
+        self.executor = start_executor() if start_executor is not None else None
+        self.process = start()
+        self._watch: threading.Thread | None = None
+        if restart:
+            self._watch = threading.Thread(
+                target=self._supervise, name=f"supernode-{name}", daemon=True
+            )
+            self._watch.start()
+
+    def _supervise(self) -> None:
+        delay = 0.5
+        while not self._stopped.is_set():
+            with self._lock:
+                process, executor = self.process, self.executor
+            if process.poll() is None and (executor is None or executor.poll() is None):
+                if self._stopped.wait(0.5):
+                    return
+                delay = 0.5 if time.monotonic() - self._since > 30 else delay
+                continue
+            if self._stopped.wait(delay):
+                return
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                if self.process.poll() is not None:
+                    self.process = self._start()
+                    self.restarts += 1
+                if self.executor is not None and self.executor.poll() is not None:
+                    assert self._start_executor is not None
+                    self.executor = self._start_executor()
+                self._since = time.monotonic()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the SuperNode (and the SuperExec it started)."""
-        _stop(self.process, sig)
+        """Stop the SuperNode (and the SuperExec or executor it runs with); no restart."""
+        self._stopped.set()
+        with self._lock:
+            _stop(self.process, sig)
+            if self.executor is not None:
+                _stop(self.executor, sig)
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -145,6 +205,13 @@ class Federation:
     bind_host: str = "127.0.0.1"
     superlink_address: str | None = None
     env_extra: Mapping[str, str] = field(default_factory=dict)
+    #: Keep the SuperLink's state in ``workdir/superlink.db`` (runs, registered keys) rather
+    #: than in memory. Every write is a durable SQLite transaction: with it, a round takes
+    #: about 1 s longer on 4 nodes. The hub registers the departments' keys at every start,
+    #: so it runs its SuperLink in memory.
+    database: bool = False
+    #: The command that starts a SuperNode (``flower-supernode``, next to this interpreter).
+    supernode_command: tuple[str, ...] = ()
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, SuperNode] = field(default_factory=dict)
 
@@ -262,7 +329,7 @@ class Federation:
             "--disable-runtime-dependency-installation",
             "--host", self.bind_host,
             "--port", str(self.port),
-            "--database", str(self.workdir / "superlink.db"),
+            *(("--database", str(self.workdir / "superlink.db")) if self.database else ()),
         ]  # fmt: skip
         self.superlink = self._popen("superlink", argv)
         deadline = time.monotonic() + timeout
@@ -309,20 +376,54 @@ class Federation:
         *,
         key: Path | None = None,
         runtime_port: int | None = None,
+        isolation: str = "process",
+        restart: bool = True,
     ) -> SuperNode:
         """Start a SuperNode for dataset ``name`` with ``node_config``; ``key`` defaults to a
-        newly registered one."""
+        newly registered one. With ``isolation="process"`` (the default) the SuperNode's
+        ClientApp tasks go to a long-lived executor (:mod:`sandbox.deployment.executor`)
+        started beside it, which holds the SuperExec secret; with ``"subprocess"``, Flower's
+        SuperExec starts a ``flwr-clientapp`` process per message. ``restart`` starts the
+        SuperNode again whenever it exits, until :meth:`SuperNode.stop`."""
+        if isolation not in ISOLATION_MODES:
+            raise DeploymentError(f"isolation is one of {ISOLATION_MODES}, not {isolation!r}")
         key = key if key is not None else self.register(name)
         config = " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items())
+        port = runtime_port or free_port()
         argv = [
-            _bin("flower-supernode"),
+            *(self.supernode_command or (_bin("flower-supernode"),)),
             "--superlink", self.address,
             "--root-certificates", str(self.ca_cert),
             "--auth-supernode-private-key", str(key),
             "--node-config", config,
-            "--port", str(runtime_port or free_port()),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--isolation", isolation,
         ]  # fmt: skip
-        node = SuperNode(name, self._popen(f"supernode-{name}", argv), key)
+        start_executor = None
+        if isolation == "process":
+            secret = self.workdir / "keys" / f"{name}.superexec"
+            if not secret.exists():
+                fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(secrets.token_bytes(32))
+            argv += ["--superexec-auth-secret-file", str(secret)]
+            executor_argv = [
+                sys.executable, "-m", "sandbox.deployment.executor",
+                "--runtime-api-address", f"127.0.0.1:{port}",
+                "--superexec-auth-secret-file", str(secret),
+            ]  # fmt: skip
+
+            def start_executor() -> subprocess.Popen[bytes]:
+                return self._popen(f"executor-{name}", executor_argv)
+
+        node = SuperNode(
+            name,
+            key,
+            lambda: self._popen(f"supernode-{name}", argv),
+            start_executor,
+            restart=restart,
+        )
         self.nodes[name] = node
         return node
 

@@ -16,14 +16,14 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from federation.job import JobSpec
 from federation.outcome import collect_result
-from federation.result import TrainingResult
+from federation.result import NodeFailure, RoundMetrics, TrainingResult
 from federation.runner import job_plan
 from policies.instructions import SignedMessage
-from sandbox.deployment.apps import read_outcome
+from sandbox.deployment.apps import ProgressReader, read_outcome
 from sandbox.deployment.processes import DeploymentError, Federation
 
 __all__ = ["run_deployed"]
@@ -38,9 +38,12 @@ def run_deployed(
     instructions: Mapping[str, SignedMessage],
     *,
     timeout_s: float | None = None,
+    on_round: Callable[[RoundMetrics, list[NodeFailure]], None] | None = None,
 ) -> TrainingResult:
     """Run ``spec`` on the federation's SuperNodes under ``grants`` (dataset -> grant id) and
-    the signed ``instructions`` (dataset -> the signed train instruction its node accepted)."""
+    the signed ``instructions`` (dataset -> the signed train instruction its node accepted).
+    ``on_round`` is told of each round as the ServerApp finishes it, with the node failures
+    seen since the round before (failures after the last round are in the result only)."""
     plan = job_plan(spec, None, None)
     runs = federation.workdir / "runs"
     with tempfile.TemporaryDirectory(prefix="run-", dir=runs) as tmp:
@@ -61,13 +64,22 @@ def run_deployed(
         federation.run({"job-file": job_file, "outcome-dir": tmp})
         limit = timeout_s or spec.round_timeout_s * (spec.rounds + 3) + 120
         deadline = time.monotonic() + limit
+        progress = ProgressReader(tmp)
+
+        def report() -> None:
+            for metrics, failures in progress.new():
+                if on_round is not None:
+                    on_round(metrics, failures)
+
         while (outcome := read_outcome(tmp)) is None:
+            report()
             if time.monotonic() > deadline:
                 raise DeploymentError(
                     f"the deployed job gave no outcome within {limit:.0f} s; see the logs in "
                     f"{federation.workdir / 'logs'}"
                 )
             time.sleep(0.05)
+        report()
     result = collect_result(spec, plan, outcome)
     for failure in outcome.failures:
         log.warning("node %s failed at %s: %s", failure.node, failure.stage, failure.reason[:300])

@@ -438,21 +438,28 @@ class HubJobs:
     def _federate_deployed(
         self, job: _Job, signed: Mapping[str, SignedInstruction], flower: Federation
     ) -> TrainingResult:
-        """Run the job over the Flower deployment; its rounds and failures are reported to
-        the job's followers once the run is over."""
+        """Run the job over the Flower deployment; each round and the node failures before it
+        are reported to the job's followers as the deployed ServerApp finishes the round."""
+        from federation.result import NodeFailure, RoundMetrics
         from sandbox.deployment.runner import run_deployed
 
-        grants = {r.dataset: r.grant_id for r in job.reservations}
-        result = run_deployed(flower, job.spec, grants, signed)
-        for failure in result.failures:
-            reported = pb.NodeFailure(node=failure.node, stage=failure.stage, reason=failure.reason)
-            self._emit(job, failure=reported)
-        for m in result.rounds:
+        emitted: list[tuple[str, str, str]] = []
+
+        def failure(f: NodeFailure) -> None:
+            emitted.append((f.node, f.stage, f.reason))
+            self._emit(job, failure=pb.NodeFailure(node=f.node, stage=f.stage, reason=f.reason))
+
+        def on_round(m: RoundMetrics, failures: list[NodeFailure]) -> None:
+            for f in failures:
+                failure(f)
             job.rounds_done = m.round
-            self._emit(
-                job,
-                round=round_pb(m),
-            )
+            self._emit(job, round=round_pb(m))
+
+        grants = {r.dataset: r.grant_id for r in job.reservations}
+        result = run_deployed(flower, job.spec, grants, signed, on_round=on_round)
+        for f in result.failures:  # the ones after the last round (describe, evaluate)
+            if (f.node, f.stage, f.reason) not in emitted:
+                failure(f)
         return result
 
     def _on_failure(self, job: _Job, reservation: Reservation, reason: str) -> bytes | None:
