@@ -9,7 +9,8 @@ Everything a process needs is written under one working directory:
   localhost by default), and the CA certificate every SuperNode and ``flwr`` pins;
 * ``flwr-home/config.toml``: the ``flwr`` CLI's SuperLink connection (address, CA);
 * ``keys/<name>``, ``keys/<name>.pub``: a SuperNode's EC P-256 key (OpenSSH format), registered
-  with ``flwr supernode register`` before the SuperNode starts;
+  with ``flwr supernode register``; ``keys/<name>.superexec``: the secret a SuperNode and its
+  ClientApp executor share (:mod:`sandbox.deployment.executor`);
 * ``logs/``: each process's output (Flower's own output never reaches the terminal).
 
 Runtime dependency installation is disabled everywhere: the apps run in the environment where
@@ -76,8 +77,9 @@ def _bin(name: str) -> str:
 
 def node_key(state: Path, dataset: str) -> tuple[Path, Path]:
     """A department's SuperNode key for ``dataset`` (private, public), made at first use under
-    the node's state directory (``STATE/flower/keys``). The department hands the public key to
-    the hub operator, who registers it (``sandbox hub serve --flower-node DATASET=FILE``)."""
+    the node's state directory (``STATE/flower/keys``). The node reports the public key in
+    ``ReportMetadata``; the hub registers it with its SuperLink when the dataset is registered
+    (``sandbox hub serve --flower-node DATASET=FILE`` overrides it)."""
     directory = Path(state) / "flower" / "keys"
     private, public = directory / dataset, directory / f"{dataset}.pub"
     if private.exists() and public.exists():
