@@ -5,6 +5,11 @@ Each child runs in its own session, so a Ctrl-C in the terminal reaches the demo
 demo stops its children in order (SIGTERM, then SIGKILL after a grace period). ``stop_all`` is
 called by ``run_demo``'s ``finally``, by ``atexit`` and by the SIGTERM handler, so a failure, an
 interrupt or a termination leaves no process running.
+
+The hub and the nodes start Flower processes of their own (SuperLink, SuperNodes, ClientApp
+executors) in sessions of their own, and stop them when they stop. In case one is left (its
+parent killed after the grace period), ``stop_all`` notes every descendant of a child before
+stopping it and kills any of those still running afterwards.
 """
 
 from __future__ import annotations
@@ -179,6 +184,7 @@ class Processes:
         batches, self.batches = self.batches, []
         for batch in batches:
             batch.kill()
+        below = _descendants([c.process.pid for c in children if c.process.poll() is None])
         for child in children:
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)
@@ -187,10 +193,12 @@ class Processes:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                below |= _descendants([child.process.pid])
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
             for f in child.files:
                 f.close()
+        _kill_left(below)
         if self._previous_sigterm is not None:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
@@ -230,6 +238,48 @@ class Processes:
                     continue  # not listening yet: wait_for_ready waited up to 1 s
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process on this machine: pid -> (parent pid, start time), from ``/proc``."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
+        if len(fields) > 19:
+            table[int(entry.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(pids: Sequence[int]) -> set[tuple[int, str]]:
+    """The processes below ``pids`` (children, theirs, ...), each as (pid, start time)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found: set[tuple[int, str]] = set()
+    todo = list(pids)
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.add((pid, table[pid][1]))
+            todo.append(pid)
+    return found
+
+
+def _kill_left(processes: set[tuple[int, str]]) -> None:
+    """SIGKILL each of ``processes`` still running (the same process: same start time)."""
+    if not processes:
+        return
+    table = _processes()
+    for pid, started in processes:
+        if table.get(pid, (0, ""))[1] == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

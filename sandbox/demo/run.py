@@ -1,5 +1,6 @@
-"""``run_demo``: prepare the state folder, start the nodes and the hub as processes, tell the
-story (``steps``), and stop every process however the demo ends."""
+"""``run_demo``: prepare the state folder, start the nodes and the hub as processes (the hub
+with a Flower SuperLink, each node with its Flower SuperNodes: the training job runs over
+them), tell the story (``steps``), and stop every process however the demo ends."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def run_demo(
     finally:
         processes.stop_all()
     echo(
-        f"\nDone in {time.monotonic() - started:.0f} s; the hub and the four nodes are stopped. "
+        f"\nDone in {time.monotonic() - started:.0f} s; the hub and the four nodes are stopped "
+        "(with the SuperLink and the SuperNodes they started). "
         f"Left in {folder}: audit/log.jsonl (the exported log), authority.pub (the key that "
         "verifies it), pki/, hub/, nodes/ and logs/."
     )
@@ -89,7 +91,8 @@ def _start(folder: Path, quick: bool, echo: Callable[[str], None], procs: Proces
             f"  {city.name} ({city.department.name}): synthetic enterprise register "
             f"{city.dataset}, kept on its own node in nodes/{city.code}/"
         )
-    services = start_services(folder, procs, echo)
+    services = start_services(folder, procs, echo, flower=True)
     story = Story(services.pki, services.hub, services.public_key, folder, echo, quick)
+    story.flower_dir = services.flower_dir
     step_register(story, services.node_addresses)
     return story

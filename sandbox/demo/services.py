@@ -4,10 +4,20 @@ notebooks' deployment (``sandbox.demo.run``, ``sandbox.demo.deployment``).
 The data must already be written (``prepare.write_data``). This makes the CA and every party's
 certificate, the authority's signing key (its public half at ``authority.pub``), each node's
 own spending cap, then starts the four nodes and the hub on free loopback ports and waits for
-each on the gRPC health service."""
+each on the gRPC health service.
+
+With ``flower=True`` training jobs run over real Flower deployment processes: the hub starts a
+Flower SuperLink beside it (``sandbox hub serve --flower``: TLS from the demo's CA, SuperNode
+authentication) and every node one SuperNode per dataset connecting to it
+(``sandbox node serve --flower-superlink``). A SuperNode is refused, and restarted by its node,
+until its key is registered; the key travels with dataset registration (``RegisterDataset``:
+the node reports it in ``ReportMetadata``), so there is no manual key step.
+:func:`wait_supernodes` waits until the SuperLink sees them online. Flower's own output goes to
+``HUB_STATE/flower/logs`` and ``NODE_STATE/flower/logs``, linked from the demo's ``logs/``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +33,7 @@ from sandbox.demo.prepare import (
     init_authority,
     write_data,
 )
-from sandbox.demo.processes import Processes, free_port
+from sandbox.demo.processes import DemoError, Processes, free_port
 
 NODE_SERVICE = "sandbox.v1.NodeService"
 HUB_SERVICE = "sandbox.v1.FirmService"
@@ -32,20 +42,30 @@ HUB_SERVICE = "sandbox.v1.FirmService"
 @dataclass
 class Services:
     """What :func:`start_services` started: the PKI, the authority's public key file, the
-    hub's address and each dataset's node address."""
+    hub's address, each dataset's node address and, with Flower, the SuperLink's address and
+    working directory (``HUB_STATE/flower``)."""
 
     pki: Pki
     public_key: Path
     hub: str
     node_addresses: dict[str, str]
+    superlink: str | None = None
+    flower_dir: Path | None = None
 
 
 def start_services(
-    folder: Path, procs: Processes, echo: Callable[[str], None] = lambda _: None
+    folder: Path,
+    procs: Processes,
+    echo: Callable[[str], None] = lambda _: None,
+    *,
+    flower: bool = False,
 ) -> Services:
     """Start everything under ``folder`` (``pki/``, ``hub/``, ``nodes/<city>/``, ``logs/``),
-    saying each step in words through ``echo``."""
+    saying each step in words through ``echo``; ``flower`` also starts the hub's SuperLink and
+    the nodes' SuperNodes (the module's docstring)."""
     logs = folder / "logs"
+    superlink = f"127.0.0.1:{free_port()}" if flower else None
+    flower_args = [] if superlink is None else ["--flower-superlink", superlink]
     parties = [HUB, FIRM, REGULATOR] + [c.node for c in cities()]
     parties += [c.department for c in cities()]
     pki, issuing = make_pki(folder / "pki", parties, logs / "setup.log", procs)
@@ -84,29 +104,91 @@ def start_services(
                     "--state", str(folder / "nodes" / city.code / "state"),
                     *pki.tls_args(city.node),
                     "--listen", address,
+                    *flower_args,
                 ],
                 address,
             )
         )  # fmt: skip
         addresses[city.dataset] = address
     hub_address = f"127.0.0.1:{free_port()}"
+    hub_tls = pki.tls_args(HUB)
+    if superlink is not None:  # the SuperLink's certificate is issued from the CA directory
+        hub_tls[hub_tls.index("--ca") + 1] = str(pki.directory)
     hub = procs.start(
         "hub",
         [
             "hub", "serve",
             "--state", str(folder / "hub" / "state"),
-            *pki.tls_args(HUB),
+            *hub_tls,
             "--listen", hub_address,
+            *(["--flower", "--flower-listen", superlink] if superlink else []),
         ],
         hub_address,
     )  # fmt: skip
+    if superlink is not None:
+        _link_flower_logs(folder)
     probe = pki.channel_credentials(REGULATOR)
     for child in nodes:
         procs.wait_healthy(child, NODE_SERVICE, probe)
     echo("  4 department nodes are up (separate processes, mTLS; only the hub may call them)")
     procs.wait_healthy(hub, HUB_SERVICE, probe)
     echo(f"  the hub is up on {hub_address} (mTLS); pids of every process in logs/pids")
-    return Services(pki, public_key, hub_address, addresses)
+    if superlink is None:
+        return Services(pki, public_key, hub_address, addresses)
+    echo(
+        f"  beside the hub, a Flower SuperLink on {superlink} (TLS from the demo's CA, SuperNode "
+        "authentication: only registered SuperNode keys get in); each node runs one Flower "
+        "SuperNode per dataset on its own side, refused until its key is registered"
+    )
+    flower_dir = folder / "hub" / "state" / "flower"
+    return Services(pki, public_key, hub_address, addresses, superlink, flower_dir)
 
 
-__all__ = ["HUB_SERVICE", "NODE_SERVICE", "Services", "start_services", "write_data"]
+def _link_flower_logs(folder: Path) -> None:
+    """Links in ``logs/`` to the Flower logs the hub and the nodes write under their state
+    (``flower-hub``: the SuperLink; ``flower-<city>``: the SuperNodes and their executors)."""
+    logs = folder / "logs"
+    targets = {"flower-hub": Path("..", "hub", "state", "flower", "logs")}
+    for city in cities():
+        targets[f"flower-{city.code}"] = Path("..", "nodes", city.code, "state", "flower", "logs")
+    for name, target in targets.items():
+        link = logs / name
+        if not link.is_symlink():
+            link.symlink_to(target, target_is_directory=True)
+
+
+def supernodes_online(flower_dir: Path) -> int:
+    """How many SuperNodes the hub's SuperLink sees online (``flwr supernode list`` with the
+    hub's Flower connection, ``HUB_STATE/flower/flwr-home``)."""
+    from sandbox.deployment.processes import DeploymentError, Federation
+
+    try:
+        return Federation(flower_dir, port=1).connected()  # the port is not used: no start
+    except (DeploymentError, ValueError):
+        return 0  # the SuperLink is not answering yet
+
+
+def wait_supernodes(flower_dir: Path, count: int, timeout: float = 90.0) -> float:
+    """Block until ``count`` SuperNodes are online at the hub's SuperLink; returns the seconds
+    waited. A SuperNode whose key was registered moments ago may still be in its node's restart
+    back-off (at most 10 s)."""
+    started = time.monotonic()
+    while supernodes_online(flower_dir) < count:
+        if time.monotonic() - started > timeout:
+            raise DemoError(
+                f"fewer than {count} Flower SuperNodes reached the hub's SuperLink in "
+                f"{timeout:.0f} s; see logs/flower-hub/ and logs/flower-<city>/"
+            )
+        time.sleep(1.0)  # each look starts the flwr CLI
+    return time.monotonic() - started
+
+
+__all__ = [
+    "HUB_SERVICE",
+    "NODE_SERVICE",
+    "Services",
+    "start_services",
+    "supernodes_online",
+    "wait_supernodes",
+    "write_data",
+]

@@ -65,6 +65,10 @@ class Story:
     quick: bool
     grant_id: str = ""
     checked: list[str] = field(default_factory=list)
+    #: The hub's Flower working directory when training runs over its SuperLink (else None).
+    flower_dir: Path | None = None
+    #: The training job's epsilon (the most reserved on a dataset), for its round lines.
+    job_budget: float | None = None
 
     def firm(self) -> FirmClient:
         return FirmClient(self.pki.profile(FIRM, self.hub))
@@ -109,6 +113,11 @@ def step_register(story: Story, node_addresses: dict[str, str]) -> None:
             f"  {city.department.name} registers {city.dataset} on {city.node.name} "
             f"(cap epsilon {DATASET_CAP_EPSILON:g}; the hub checked the node; log entry "
             f"{done.log_index})"
+        )
+    if story.flower_dir is not None:
+        story.echo(
+            "  each registration also carried the dataset's Flower SuperNode public key (the "
+            "node reports it): the hub registered it with its SuperLink, no manual key step"
         )
 
 
@@ -236,8 +245,17 @@ def step_training(story: Story) -> str:
     if not grant:
         raise DemoError("the training request was not granted")
     echo(f"  the bank asks to train a logistic regression; the four departments approve: {grant}")
+    if story.flower_dir is not None:
+        from sandbox.demo.services import wait_supernodes
+
+        waited = wait_supernodes(story.flower_dir, len(CITIES))
+        echo(
+            f"  the hub's Flower SuperLink sees {len(CITIES)} SuperNodes online, one on each "
+            f"department's side, each admitted by its registered key (waited {waited:.0f} s)"
+        )
     with story.firm() as firm:
         job = firm.submit_job(_job_spec(story), purpose=PURPOSE, grant_id=grant)
+    story.job_budget = max((eps for eps, _ in job.reserved.values()), default=None)
     reserved = ", ".join(f"{d} {eps:.2f}" for d, (eps, _) in sorted(job.reserved.items()))
     echo(f"  job {job.job_id} accepted; epsilon reserved before training: {reserved}")
     echo(
@@ -249,13 +267,27 @@ def step_training(story: Story) -> str:
 
 def step_training_result(story: Story, job_id: str) -> None:
     """Follow the job (its events so far, then the rest) to its model card."""
+    from sandbox.firm_cli import round_line
+
     echo = story.echo
     echo("\n== Step 8. The training job's outcome ==")
+    rounds = 0
     with story.firm() as firm:
         for event in firm.follow(job_id):
+            if event.kind == "round":  # as `sandbox train --follow` prints it
+                rounds += 1
+                echo(f"  {round_line(event.data, story.job_budget)}")
+                continue
             if event.kind != "finished":
                 echo(f"  {event.line()}")
                 continue
+            if story.flower_dir is not None and rounds:
+                echo(
+                    f"  the {rounds} round(s) ran over Flower: the hub's SuperLink sent each "
+                    "round to a Flower SuperNode on each department's side, over TLS with "
+                    "SuperNode authentication (keys registered with the datasets); each "
+                    "node checked the signed instruction before training"
+                )
             d = event.data
             why = f" ({d['abort_reason']})" if d.get("abort_reason") else ""
             spent = ", ".join(f"{n} {eps:.2f}" for n, (eps, _) in sorted(d["spent"].items()))
