@@ -179,7 +179,7 @@ def wait_supernodes(flower_dir: Path, count: int, timeout: float = 90.0) -> floa
                 f"fewer than {count} Flower SuperNodes reached the hub's SuperLink in "
                 f"{timeout:.0f} s; see logs/flower-hub/ and logs/flower-<city>/"
             )
-        time.sleep(1.0)  # each look starts the flwr CLI
+        time.sleep(2.0)  # each look starts the flwr CLI (a Python process)
     return time.monotonic() - started
 
 

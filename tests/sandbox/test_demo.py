@@ -1,6 +1,9 @@
 """The demo as a user runs it: ``python -m sandbox demo --quick`` in a subprocess, which starts
-the hub and four nodes as processes over TLS. Checked from its output and its state folder (the
-exported log verifies offline with the authority's key), and that Ctrl-C leaves no process."""
+the hub (with a Flower SuperLink) and four nodes (each with a Flower SuperNode) as processes
+over TLS. Checked from its output and its state folder (the exported log verifies offline with
+the authority's key, the training round went through the SuperLink to the four SuperNodes),
+and that neither the end nor Ctrl-C leaves a process: not the hub or a node, nor a Flower
+process they started."""
 
 from __future__ import annotations
 
@@ -24,6 +27,23 @@ def _pids(state: Path) -> dict[str, int]:
     return {name: int(pid) for name, pid in (line.split() for line in lines)}
 
 
+def _running_in(state: Path) -> list[str]:
+    """The command lines of running processes that name the demo's state folder: the hub, the
+    nodes and the Flower SuperLink, SuperNodes and ClientApp executors they start."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if str(state) in cmdline and "State:\tZ" not in status:
+            found.append(cmdline)
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -34,10 +54,18 @@ def _alive(pid: int) -> bool:
 
 def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) -> None:
     state = tmp_path / "demo"
-    done = subprocess.run(_demo(state), capture_output=True, timeout=170, cwd=tmp_path)
-    out = done.stdout.decode()
-    assert done.returncode == 0, out + done.stderr.decode()
-    assert done.stderr == b""  # no library warnings (or anything else) on the screen
+    demo = subprocess.Popen(
+        _demo(state), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    try:
+        stdout, stderr = demo.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        demo.terminate()  # SIGTERM: the demo still stops every process it started
+        demo.communicate(timeout=60)
+        raise
+    out = stdout.decode()
+    assert demo.returncode == 0, out + stderr.decode()
+    assert stderr == b""  # no library warnings (or anything else) on the screen
 
     assert "4 department nodes are up" in out and "the hub is up" in out
     # Access: three approvals and one amendment, then the signed grant.
@@ -50,7 +78,16 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     # Registration through the hub, which checks each node's own description of its dataset.
     assert len(re.findall(r"registers \w+_enterprise on \w+-node", out)) == 4
     # DP training across the four nodes: reserved first, then charged, with the card's figures.
-    assert "epsilon reserved before training" in out and "round 1: 4 nodes" in out
+    assert "epsilon reserved before training" in out
+    # ... over Flower: the SuperNodes came online with the keys registration carried, and the
+    # round went through the hub's SuperLink to all four (their replies are in its log).
+    assert "the hub's Flower SuperLink sees 4 SuperNodes online" in out
+    assert re.search(r"round 1/1  loss [0-9.–]+  ε [0-9.]+ of [0-9.]+  nodes 4/4", out)
+    assert "the 1 round(s) ran over Flower" in out
+    superlink_log = (state / "logs" / "flower-hub" / "superlink.log").read_text(errors="replace")
+    assert len(set(re.findall(r"Push replies from node_id=(\d+)", superlink_log))) == 4
+    for city in ("jinan", "qingdao", "rizhao", "dezhou"):
+        assert (state / "logs" / f"flower-{city}" / f"supernode-{city}_enterprise.log").is_file()
     assert "finished: completed" in out and "DP estimate of the model's test accuracy" in out
     assert "the bank sees its request REFUSED" in out and "marketing is not a purpose" in out
     assert "budget exhausted" in out and "budget-exhausted" in out
@@ -67,6 +104,7 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     pids = _pids(state)
     assert set(pids) == {"hub", "jinan-node", "qingdao-node", "rizhao-node", "dezhou-node"}
     assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert _running_in(state) == []  # no SuperLink, SuperNode or executor either
 
 
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
@@ -87,6 +125,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
             raise AssertionError("the demo ended before its nodes were up")
         pids = _pids(state)
         assert len(pids) == 5 and all(_alive(pid) for pid in pids.values())
+        assert any("sandbox.deployment.executor" in c for c in _running_in(state))
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=30)
     finally:
@@ -97,3 +136,4 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     assert "Interrupted: every process the demo started is stopped" in out.decode()
     assert b"Traceback" not in err
     assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert _running_in(state) == []  # the SuperLink, SuperNodes and executors stopped too
