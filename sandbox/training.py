@@ -224,7 +224,9 @@ class CatalogLoader:
 
     def __call__(self, node_id: str) -> NodeData:
         manifest = load_catalog(self.catalog_root)[node_id]
-        check_trainable(manifest, self.features, self.label)
+        check_trainable(
+            manifest, self.features, self.label, positive=self.positive, classes=self.classes
+        )
         secret = self._secret(node_id)
         return self.node_data(manifest, person_rows(manifest, secret), secret)
 
@@ -260,7 +262,10 @@ class PartitionLoader:
 
     def __call__(self, node_id: str) -> NodeData:
         manifest = load_catalog(self.inner.catalog_root)[self.dataset]
-        check_trainable(manifest, self.inner.features, self.inner.label)
+        inner = self.inner
+        check_trainable(
+            manifest, inner.features, inner.label, positive=inner.positive, classes=inner.classes
+        )
         if node_id not in partition_nodes(manifest, self.column):
             raise TrainingError(
                 f"{node_id!r} is not a declared category of {self.column!r} in "
@@ -286,8 +291,19 @@ def partition_nodes(manifest: Manifest, column: str) -> tuple[str, ...]:
     return tuple(str(v) for v in spec.categories)
 
 
-def check_trainable(manifest: Manifest, features: tuple[str, ...], label: str) -> None:
-    """Refuse a job whose features or label are not attribute columns of the manifest."""
+def check_trainable(
+    manifest: Manifest,
+    features: tuple[str, ...],
+    label: str,
+    *,
+    positive: str | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> None:
+    """Refuse a job whose features or label are not attribute columns of the manifest, or whose
+    label values, when the manifest lists the label's categories (public), do not fit the job:
+    ``classes`` must cover every category (a node refuses a row whose label is not a class),
+    ``positive`` must be one of them, and a job with neither needs categories 0 and 1 only.
+    Checked before any budget is reserved."""
     for name in (*features, label):
         try:
             column = manifest.column(name)
@@ -300,6 +316,28 @@ def check_trainable(manifest: Manifest, features: tuple[str, ...], label: str) -
                 f"column {name!r} of {manifest.name!r} is an identifier; it can never be a "
                 "feature or label"
             )
+    categories = manifest.column(label).categories
+    if categories is None:
+        return
+    values = {str(v) for v in categories}
+    if classes is not None:
+        missing = sorted(values - set(classes))
+        if missing:
+            raise TrainingError(
+                f"label {label!r} of {manifest.name!r} has categories {sorted(values)} but the "
+                f"job's classes leave out {missing}; list every category in classes"
+            )
+    elif positive is not None:
+        if positive not in values:
+            raise TrainingError(
+                f"positive {positive!r} is not a category of label {label!r} of "
+                f"{manifest.name!r} ({sorted(values)})"
+            )
+    elif not values <= {"0", "1", "True", "False"}:
+        raise TrainingError(
+            f"label {label!r} of {manifest.name!r} has categories {sorted(values)}: name the "
+            "positive class (positive: ...) for a binary model, or list classes: [...]"
+        )
 
 
 def categorical_sizes(catalog: Catalog, dataset: str, features: tuple[str, ...]) -> dict[str, int]:
@@ -377,7 +415,13 @@ class TrainingService:
             # 1/row_bound and at most max_delta: public metadata, so a refusal reveals nothing
             # about the rows), fail here, before any decision or spend.
             manifest = self.catalog[node]
-            check_trainable(manifest, tuple(spec.features), spec.label)
+            check_trainable(
+                manifest,
+                tuple(spec.features),
+                spec.label,
+                positive=spec.positive,
+                classes=spec.classes,
+            )
             check_dataset_delta(manifest, spec.target_delta)
         plan = plan_job(spec)  # once: every node's parameters and every dataset's cost
         decisions = [self._decide(firm, purpose, spec, node, plan) for node in spec.nodes]

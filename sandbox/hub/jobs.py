@@ -260,7 +260,13 @@ class HubJobs:
                     f"no node serves dataset {dataset!r}; list the datasets with ListDatasets"
                 )
             manifest = catalog[dataset]
-            check_trainable(manifest, tuple(spec.features), spec.label)
+            check_trainable(
+                manifest,
+                tuple(spec.features),
+                spec.label,
+                positive=spec.positive,
+                classes=spec.classes,
+            )
             check_dataset_delta(manifest, spec.target_delta)
 
     def _decide(
