@@ -342,9 +342,11 @@ class Federation:
                     f"{self.workdir / 'logs' / 'superlink.log'}"
                 )
             try:
-                self._cli(["supernode", "list", CONNECTION, "--format", "json"], timeout=30)
-                return
-            except DeploymentError:
+                out = self._cli(["supernode", "list", CONNECTION, "--format", "json"], timeout=30)
+                if json.loads(out).get("success", True) is not False:  # exit 0 when unreachable
+                    return
+                raise DeploymentError(f"the SuperLink does not answer yet: {out.strip()[-400:]}")
+            except (DeploymentError, ValueError, AttributeError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
