@@ -3,7 +3,10 @@
 
 Hub side, :func:`start_superlink`: a SuperLink with its state in ``HUB_STATE/flower``, its
 certificate issued from the sandbox CA (the CA directory with its key), SuperNode
-authentication on, and the departments' SuperNode keys registered: every key the hub stored
+authentication on, listening on the loopback interface at a private port (the hub's own
+``flwr`` calls use it), and the departments' address (``--flower-listen``) served by a
+:class:`~sandbox.deployment.fleet_proxy.FleetProxy` in the hub's process, which forwards the
+Fleet API only; the departments' SuperNode keys are registered: every key the hub stored
 when a dataset was registered (:func:`store_node_key`, ``HUB_STATE/flower/keys/DATASET.pub``;
 the node reports it in ``ReportMetadata``), and ``--flower-node DATASET=FILE`` as an override
 (a department prints its keys with ``sandbox node flower-key``). The hub's job runner then runs
@@ -22,6 +25,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -30,9 +34,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.node_authorization import NODE_NAME_KEY
 from sandbox.deployment.apps import AUTHORITY_KEY_KEY, CATALOG_DIR_KEY, NODE_STATE_KEY
+from sandbox.deployment.fleet_proxy import FleetProxy
 from sandbox.deployment.processes import DeploymentError, Federation, node_key
 
 __all__ = [
+    "HubSuperLink",
     "ca_certificate",
     "hub_key_dir",
     "parse_node_keys",
@@ -108,11 +114,31 @@ def parse_node_keys(values: list[str]) -> dict[str, Path]:
     return keys
 
 
+@dataclass
+class HubSuperLink(Federation):
+    """The hub's SuperLink (on ``127.0.0.1``, :attr:`address`) and the Fleet proxy that serves
+    the departments (:attr:`fleet_address`); :meth:`stop` stops both."""
+
+    proxy: FleetProxy | None = None
+
+    @property
+    def fleet_address(self) -> str:
+        """The address the departments' SuperNodes connect to (the proxy's)."""
+        return self.proxy.address if self.proxy is not None else self.address
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        super().stop()
+
+
 def start_superlink(
     state: Path, ca_dir: Path, listen: str, node_keys: Mapping[str, Path]
-) -> Federation:
-    """Start the hub's SuperLink on ``listen`` (``HOST:PORT``) and register the stored keys
-    (:func:`stored_node_keys`) and ``node_keys`` (which override a stored key)."""
+) -> HubSuperLink:
+    """Start the hub's SuperLink on a private loopback port with the Fleet proxy on ``listen``
+    (``HOST:PORT``) and register the stored keys (:func:`stored_node_keys`) and ``node_keys``
+    (which override a stored key)."""
     if not (ca_dir.is_dir() and (ca_dir / "ca-key.pem").exists()):
         raise DeploymentError(
             "--flower issues the SuperLink's certificate from the sandbox CA: give --ca as the "
@@ -122,12 +148,18 @@ def start_superlink(
     if not host or not port.isdigit():
         raise DeploymentError(f"--flower-listen takes HOST:PORT, not {listen!r}")
     hosts = tuple(dict.fromkeys((host, "127.0.0.1", "localhost")))
-    federation = Federation(
-        state / "flower", port=int(port), hosts=hosts, bind_host=host.strip("[]")
-    )
+    # On 127.0.0.1 (the default); its log written as it happens.
+    federation = HubSuperLink(state / "flower", hosts=hosts, env_extra={"PYTHONUNBUFFERED": "1"})
     federation.issue_tls(ca_dir)
     federation.start_superlink()
     try:
+        federation.proxy = FleetProxy(
+            listen,
+            federation.address,
+            certfile=federation.cert,
+            keyfile=federation.key,
+            ca_cert=federation.ca_cert,
+        ).start()
         for dataset, public in {**stored_node_keys(state), **node_keys}.items():
             federation.register_key(dataset, public)
     except BaseException:
