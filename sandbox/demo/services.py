@@ -33,7 +33,7 @@ from sandbox.demo.prepare import (
     init_authority,
     write_data,
 )
-from sandbox.demo.processes import DemoError, Processes, free_port
+from sandbox.demo.processes import Child, DemoError, Processes, free_port
 
 NODE_SERVICE = "sandbox.v1.NodeService"
 HUB_SERVICE = "sandbox.v1.FirmService"
@@ -90,6 +90,22 @@ def start_services(
     echo("  the authority made its signing key; its public half is authority.pub")
     capping.wait()
     echo(f"  each node set its own spending cap (epsilon {NODE_CAP_EPSILON:g}) on its dataset")
+    # The hub first: its SuperLink (with --flower) starts while the nodes start.
+    hub_address = f"127.0.0.1:{free_port()}"
+    hub_tls = pki.tls_args(HUB)
+    if superlink is not None:  # the SuperLink's certificate is issued from the CA directory
+        hub_tls[hub_tls.index("--ca") + 1] = str(pki.directory)
+    hub = procs.start(
+        "hub",
+        [
+            "hub", "serve",
+            "--state", str(folder / "hub" / "state"),
+            *hub_tls,
+            "--listen", hub_address,
+            *(["--flower", "--flower-listen", superlink] if superlink else []),
+        ],
+        hub_address,
+    )  # fmt: skip
     addresses: dict[str, str] = {}
     nodes = []
     for city in cities():
@@ -110,21 +126,6 @@ def start_services(
             )
         )  # fmt: skip
         addresses[city.dataset] = address
-    hub_address = f"127.0.0.1:{free_port()}"
-    hub_tls = pki.tls_args(HUB)
-    if superlink is not None:  # the SuperLink's certificate is issued from the CA directory
-        hub_tls[hub_tls.index("--ca") + 1] = str(pki.directory)
-    hub = procs.start(
-        "hub",
-        [
-            "hub", "serve",
-            "--state", str(folder / "hub" / "state"),
-            *hub_tls,
-            "--listen", hub_address,
-            *(["--flower", "--flower-listen", superlink] if superlink else []),
-        ],
-        hub_address,
-    )  # fmt: skip
     if superlink is not None:
         _link_flower_logs(folder)
     probe = pki.channel_credentials(REGULATOR)
@@ -135,6 +136,7 @@ def start_services(
     echo(f"  the hub is up on {hub_address} (mTLS); pids of every process in logs/pids")
     if superlink is None:
         return Services(pki, public_key, hub_address, addresses)
+    _wait_superlink(hub)
     echo(
         f"  beside the hub, a Flower SuperLink on {superlink} (TLS from the demo's CA, SuperNode "
         "authentication: only registered SuperNode keys get in); each node runs one Flower "
@@ -142,6 +144,24 @@ def start_services(
     )
     flower_dir = folder / "hub" / "state" / "flower"
     return Services(pki, public_key, hub_address, addresses, superlink, flower_dir)
+
+
+#: What ``sandbox hub serve --flower`` prints once its SuperLink runs and the hub's job runner
+#: uses it (from then on a dataset registration registers its SuperNode key at once).
+SUPERLINK_READY = b"Flower SuperLink on "
+
+
+def _wait_superlink(hub: Child, timeout: float = 120.0) -> None:
+    """Block until the hub says its SuperLink is running. Registering datasets before that
+    could store a key after the SuperLink took the stored keys and before the hub registers new
+    ones with it (such a key would reach the SuperLink only at the hub's next start)."""
+    deadline = time.monotonic() + timeout
+    while SUPERLINK_READY not in hub.log.read_bytes():
+        if hub.process.poll() is not None:
+            raise DemoError(f"the hub stopped while starting its SuperLink; see {hub.log}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the hub's Flower SuperLink did not start; see {hub.log}")
+        time.sleep(0.2)
 
 
 def _link_flower_logs(folder: Path) -> None:
