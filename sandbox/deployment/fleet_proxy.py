@@ -21,8 +21,9 @@ departments' address with :class:`FleetProxy`, in the hub's process:
 * TLS with the SuperLink's own certificate (issued from the sandbox CA, the CA every SuperNode
   pins); towards the SuperLink it verifies the same certificate against the same CA.
 
-HTTP/1.1 on both sides, as Flower's SuperNode client (``httpx``, no HTTP/2) speaks it. Request
-bodies up to :data:`MAX_BODY_BYTES` are read and forwarded; responses are streamed through.
+HTTP/1.1 on both sides, as Flower's SuperNode client (``httpx``, no HTTP/2) speaks it. Bodies
+are streamed through in both directions, not held by the proxy; a request must declare its
+``Content-Length``, at most :data:`MAX_BODY_BYTES`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ FLEET_PATHS: frozenset[str] = frozenset(
         "confirm-message-received",
     )
 )
-#: The largest request body forwarded (Flower's own message limit: 2 GiB - 1).
-MAX_BODY_BYTES = 2_147_483_647
+#: The largest request body forwarded. Flower sends a model's arrays in chunks of 5 MiB
+#: (``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE``), one object per ``push-object`` call.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Request headers passed on besides every ``flwr-*`` header.
 _REQUEST_HEADERS = frozenset({"content-type", "content-length", "accept", "accept-encoding"})
 #: The headers of SuperNode authentication (flwr ``FLEET_HTTP_PUBLIC_KEY_HEADER``,
@@ -154,36 +156,30 @@ class FleetProxy:
             self.refused += 1
             await _answer(send, 413, b"request body too large\n")
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body:
-                self.refused += 1
-                await _answer(send, 413, b"request body too large\n")
-                return
-            if not message.get("more_body", False):
-                break
         forward = [
             (k.encode("latin-1"), v)
             for k, v in headers
-            if (k in _REQUEST_HEADERS or k.startswith("flwr-")) and k != "content-length"
+            if k in _REQUEST_HEADERS or k.startswith("flwr-")
         ]
         forward += [
             (b"x-forwarded-for", str(client[0]).encode("latin-1")),
             (b"x-forwarded-proto", b"https"),
         ]
-        await self._forward(path, forward, bytes(body), send)
+        await self._forward(path, forward, _body(receive), send)
 
     async def _forward(
-        self, path: str, headers: list[tuple[bytes, bytes]], body: bytes, send: _Send
+        self,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes],
+        send: _Send,
     ) -> None:
         assert self._client is not None
         request = self._client.build_request("POST", path, content=body, headers=headers)
         try:
             response = await self._client.send(request, stream=True)
+        except _ClientGone:
+            return
         except httpx.HTTPError as exc:
             _log.warning("Fleet proxy: the SuperLink did not answer %s: %s", path, exc)
             await _answer(send, 502, b"the SuperLink did not answer\n")
@@ -274,6 +270,21 @@ class FleetProxy:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._thread = None
+
+
+class _ClientGone(Exception):
+    """The caller disconnected before its request body was complete."""
+
+
+async def _body(receive: _Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives (uvicorn delivers no more than its Content-Length)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 async def _answer(send: _Send, status: int, text: bytes) -> None:

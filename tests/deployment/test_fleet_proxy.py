@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from sandbox.credentials.ca import init_ca
-from sandbox.deployment.fleet_proxy import FLEET_PATHS
+from sandbox.deployment.fleet_proxy import FLEET_PATHS, MAX_BODY_BYTES
 from sandbox.deployment.processes import (
     CONNECTION,
     FAB_DIR,
@@ -187,6 +187,17 @@ def test_a_fleet_call_reaches_the_superlink_which_still_authenticates_it(hub: _H
     assert "203.0.113.9" not in log
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(hub: _Hub) -> None:
+    proxy = hub.superlink.proxy
+    assert proxy is not None
+    forwarded = proxy.forwarded
+    auth = {"flwr-public-key": "AAAA", "flwr-signature": "AAAA", "flwr-timestamp": "x"}
+    status, _ = hub.request(
+        "POST", "/v1/fleet/push-object", {**auth, "content-length": str(MAX_BODY_BYTES + 1)}
+    )
+    assert status == 413 and proxy.forwarded == forwarded
+
+
 def _flwr_refused(hub: _Hub, argv: list[str]) -> str:
     """Run ``flwr`` against the proxy's address; returns its error message."""
     outsider = Federation(hub.root / "outsider", superlink_address=hub.superlink.fleet_address)
@@ -213,10 +224,12 @@ def test_supernodes_connect_and_a_job_runs_through_the_proxy_flwr_is_refused(
     assert "403 Forbidden" in _flwr_refused(hub, ["supernode", "list"])
     assert "403 Forbidden" in _flwr_refused(hub, ["run", str(FAB_DIR)])
     assert hub.log.count("/v1/control/") == control_before
+    assert hub.superlink.proxy is not None
+    forwarded = hub.superlink.proxy.forwarded
     spec = _spec(rounds=2)
     signed = {name: dept.accept(spec) for name, dept in depts.items()}
     result = run_deployed(hub.superlink, spec, dict.fromkeys(NODES, GRANT), signed)
     assert result.status == "completed", result.abort_reason
     assert [r.round for r in result.rounds] == [1, 2]
     assert sorted(result.spent) == sorted(NODES)
-    assert "/v1/fleet/push-messages" in hub.log
+    assert hub.superlink.proxy.forwarded > forwarded  # the rounds' messages went through it
