@@ -39,8 +39,12 @@ log = logging.getLogger("sandbox.deployment.executor")
 
 #: The FAB id (``publisher/name``) of the sandbox's training app (``sandbox/deployment/fab``).
 SANDBOX_FAB_ID = "gov-data-sandbox/sandbox-training"
-#: How often the executor asks the SuperNode for a task when it has none.
+#: How often the executor asks the SuperNode for a task while a job is running (within
+#: :data:`BUSY_WINDOW_S` of its last task); idle, the interval grows by half each time up to
+#: :data:`IDLE_POLL_INTERVAL_S`, so an idle node costs about one request a second.
 TASK_POLL_INTERVAL_S = 0.02
+BUSY_WINDOW_S = 30.0
+IDLE_POLL_INTERVAL_S = 1.0
 _ACQUIRE_METHOD = "/flwr.proto.Runtime/AcquireTask"
 
 
@@ -186,6 +190,7 @@ def serve(runtime_address: str, secret: bytes, poll_interval: float = TASK_POLL_
 
     client = _acquire_client(runtime_address, secret)
     log.info("ClientApp executor serving the SuperNode at %s", runtime_address)
+    last_task, interval = time.monotonic(), poll_interval
     while True:
         res = client.AcquireTask(
             AcquireTaskRequest(supported_task_types=[str(TaskType.CLIENT_APP)])
@@ -200,8 +205,19 @@ def serve(runtime_address: str, secret: bytes, poll_interval: float = TASK_POLL_
                 status,
                 time.perf_counter() - started,
             )
+            last_task, interval = time.monotonic(), poll_interval
             continue
-        time.sleep(poll_interval)
+        time.sleep(interval)
+        if time.monotonic() - last_task > BUSY_WINDOW_S:
+            interval = min(interval * 1.5, IDLE_POLL_INTERVAL_S)
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+        return True
+    if record.name.startswith(("httpx", "httpcore", "alembic")):
+        return False
+    return record.levelno >= logging.INFO
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,8 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime-api-address", required=True)
     parser.add_argument("--superexec-auth-secret-file", required=True, type=Path)
     parser.add_argument("--poll-interval", type=float, default=TASK_POLL_INTERVAL_S)
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process is gone"
+    )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        from flwr.supercore.app_utils import start_parent_process_monitor
+
+        start_parent_process_monitor(args.parent_pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # not a line per HTTP request
+        handler.addFilter(_quiet)
     secret = args.superexec_auth_secret_file.read_bytes()
     if not secret:
         sys.exit("the SuperExec secret file is empty")

@@ -15,7 +15,9 @@ Everything a process needs is written under one working directory:
 
 Runtime dependency installation is disabled everywhere: the apps run in the environment where
 the sandbox is installed. ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` (how often a SuperExec looks for
-an app to start, 1 s by default) is set to :data:`TASK_POLL_INTERVAL_S` in every process.
+an app to start, 1 s by default) is :data:`TASK_POLL_INTERVAL_S` for a SuperNode in subprocess
+isolation (one app per message) and :data:`SUPERLINK_TASK_POLL_INTERVAL_S` for the SuperLink (one
+ServerApp per job; a faster poll costs an idle hub CPU for nothing).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
 FAB_DIR = Path(__file__).parent / "fab"
 #: How often each SuperExec polls for an app to start (Flower's default: 1.0 s).
 TASK_POLL_INTERVAL_S = 0.02
+SUPERLINK_TASK_POLL_INTERVAL_S = 0.25
 #: The SuperLink connection name in the ``flwr`` CLI's config.
 CONNECTION = "sandbox"
 
@@ -216,6 +219,8 @@ class Federation:
     supernode_command: tuple[str, ...] = ()
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, SuperNode] = field(default_factory=dict)
+    #: The SuperNode keys this SuperLink has accepted (name -> OpenSSH public key bytes).
+    registered: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -255,7 +260,9 @@ class Federation:
             self.workdir / "logs" / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
 
-    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _popen(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         fd = self._log(name)
         try:
             return subprocess.Popen(
@@ -263,7 +270,7 @@ class Federation:
                 stdout=fd,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env(),
+                env={**self.env(), **(env or {})},
                 cwd=self.workdir,
                 start_new_session=True,  # its own process group: stopped with its children
             )
@@ -333,7 +340,8 @@ class Federation:
             "--port", str(self.port),
             *(("--database", str(self.workdir / "superlink.db")) if self.database else ()),
         ]  # fmt: skip
-        self.superlink = self._popen("superlink", argv)
+        poll = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPERLINK_TASK_POLL_INTERVAL_S)}
+        self.superlink = self._popen("superlink", argv, poll)
         deadline = time.monotonic() + timeout
         while True:
             if self.superlink.poll() is not None:
@@ -364,10 +372,12 @@ class Federation:
         for attempt in range(20):  # the SuperLink may still be finishing its start
             try:
                 self._cli(["supernode", "register", str(public), CONNECTION, "--name", name])
+                self.registered[name] = public.read_bytes()
                 return
             except DeploymentError as exc:
                 text = str(exc).lower()
                 if "already" in text or "exists" in text:
+                    self.registered[name] = public.read_bytes()
                     return
                 if "unavailable" not in text or attempt == 19:
                     raise
@@ -416,6 +426,7 @@ class Federation:
                 sys.executable, "-m", "sandbox.deployment.executor",
                 "--runtime-api-address", f"127.0.0.1:{port}",
                 "--superexec-auth-secret-file", str(secret),
+                "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
 
             def start_executor() -> subprocess.Popen[bytes]:

@@ -247,6 +247,12 @@ def serve(
             overrides = parse_node_keys(flower_nodes or [])
             superlink = start_superlink(state, ca, flower, overrides)
             hub.firm.jobs.flower = superlink
+            # A dataset registered while the SuperLink was starting has its key stored only.
+            for dataset, public in stored_node_keys(state).items():
+                if dataset not in overrides and superlink.registered.get(dataset) != (
+                    public.read_bytes()
+                ):
+                    superlink.register_key(dataset, public)
         except BaseException as exc:
             hub.stop()
             if site is not None:
