@@ -198,6 +198,23 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(hub: _Hub) -> None:
     assert status == 413 and proxy.forwarded == forwarded
 
 
+def test_a_forwarded_call_adds_no_nagle_delay(hub: _Hub) -> None:
+    """A response's headers and body leave the proxy in separate writes; without TCP_NODELAY
+    on its connections each call waited ~40 ms for the caller's delayed ACK."""
+    import httpx
+
+    host = hub.superlink.fleet_address
+    headers = {"content-type": "application/protobuf", "flwr-public-key": "AAAA"}
+    headers |= {"flwr-signature": "AAAA", "flwr-timestamp": "x"}
+    with httpx.Client(verify=str(hub.superlink.ca_cert)) as client:
+        times = []
+        for _ in range(21):
+            start = time.perf_counter()
+            client.post(f"https://{host}/v1/fleet/get-run", content=b"\x08\x01", headers=headers)
+            times.append(time.perf_counter() - start)
+    assert sorted(times)[10] < 0.03, times
+
+
 def _flwr_refused(hub: _Hub, argv: list[str]) -> str:
     """Run ``flwr`` against the proxy's address; returns its error message."""
     outsider = Federation(hub.root / "outsider", superlink_address=hub.superlink.fleet_address)
