@@ -60,7 +60,7 @@ def test_hub_job_runs_over_its_superlink_and_nodes_check_the_signed_plan(
                     root / "catalog",
                     authority_pem,
                     setup.pki,
-                    superlink.address,
+                    superlink.fleet_address,  # the departments' address: the Fleet proxy
                     [dataset],
                 )
             )
@@ -80,6 +80,10 @@ def test_hub_job_runs_over_its_superlink_and_nodes_check_the_signed_plan(
     assert deployed == [spec.config_hash()]  # the job ran over the SuperLink
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds == ["accepted", "round", "finished"], events
+    progress = events[1].round  # what `sandbox train --follow` prints
+    assert progress.round == 1 and progress.rounds == 1
+    assert progress.HasField("dp_loss") and progress.epsilon_spent > 0
+    assert events[1].timestamp_ms < events[2].timestamp_ms
     done = events[-1].finished
     assert done.status == "completed", done.abort_reason
     plan = plan_job(spec)
