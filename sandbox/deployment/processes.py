@@ -215,7 +215,8 @@ class Federation:
     #: about 1 s longer on 4 nodes. The hub registers the departments' keys at every start,
     #: so it runs its SuperLink in memory.
     database: bool = False
-    #: The command that starts a SuperNode (``flower-supernode``, next to this interpreter).
+    #: The command that starts a SuperNode; by default Flower's ``flower-supernode`` through
+    #: :mod:`sandbox.deployment.supernode`, which stops it when this process is gone.
     supernode_command: tuple[str, ...] = ()
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, SuperNode] = field(default_factory=dict)
@@ -404,8 +405,15 @@ class Federation:
         key = key if key is not None else self.register(name)
         config = " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items())
         port = runtime_port or free_port()
+        command = self.supernode_command or (
+            sys.executable,
+            "-m",
+            "sandbox.deployment.supernode",
+            "--parent-pid",
+            str(os.getpid()),
+        )
         argv = [
-            *(self.supernode_command or (_bin("flower-supernode"),)),
+            *command,
             "--superlink", self.address,
             "--root-certificates", str(self.ca_cert),
             "--auth-supernode-private-key", str(key),
