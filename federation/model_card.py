@@ -8,15 +8,23 @@ label with K >= 3 classes, from the DP confusion matrices they released
 (:func:`federation.client_app.confusion_matrix`): accuracy is the trace over the total, each
 class's share its row sum over the total, the baseline the largest share. AUC is not given for
 K >= 3 classes: it is defined for two classes, and one-vs-rest averages would need a score
-histogram per class (K times the cells, each with less of ``eval_epsilon``'s signal). It warns
-when the model does no better than predicting the majority class.
+histogram per class (K times the cells, each with less of ``eval_epsilon``'s signal).
+
+Every released cell carries OpenDP's discrete Laplace noise at scale ``1/eval_epsilon``, so the
+card also states how precise its accuracy and baseline are: a 95% margin computed from public
+facts only (how many cells each sum adds up, the scale), post-processing at no privacy cost
+(:func:`evaluation_margins`). It warns when the model does no better than predicting the
+majority class beyond that noise, and when the held-out rows are too few for the DP figures to
+tell.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from federation.job import JobSpec
@@ -83,6 +91,11 @@ class ModelCard:
     dp_class_shares: Mapping[str, float] = field(default_factory=dict)
     #: Epsilon of the per-round DP training loss over the job (0: none released).
     loss_epsilon: float | None = None
+    #: 95% margin of ``dp_test_accuracy`` from the evaluation noise (see
+    #: :func:`evaluation_margins`; text and warnings only, not on the wire).
+    dp_test_accuracy_margin: float | None = None
+    #: 95% margin of ``dp_majority_baseline``, likewise.
+    dp_majority_baseline_margin: float | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -104,9 +117,11 @@ class ModelCard:
             f"- features: {', '.join(self.features)}",
             *[f"- randomness, {k.replace('_', ' ')}: {v}" for k, v in self.randomness.items()],
             f"- settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
-            f"- held-out accuracy (DP, all nodes): {_fmt(self.dp_test_accuracy)}",
+            "- held-out accuracy (DP, all nodes, 95% margin): "
+            + _fmt_pm(self.dp_test_accuracy, self.dp_test_accuracy_margin),
             f"- held-out AUC (DP): {_fmt(self.dp_test_auc)}",
-            f"- majority-class baseline accuracy (DP): {_fmt(self.dp_majority_baseline)}",
+            "- majority-class baseline accuracy (DP, 95% margin): "
+            + _fmt_pm(self.dp_majority_baseline, self.dp_majority_baseline_margin),
             f"- positive class share (DP): {_fmt(self.dp_positive_share)}",
             *(
                 [
@@ -166,6 +181,14 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _fmt_pm(x: float | None, margin: float | None) -> str:
+    """``A ± M`` (``A`` clamped to [0, 1]); just ``A`` when no margin is known."""
+    if x is None:
+        return "n/a"
+    x = min(1.0, max(0.0, x))
+    return _fmt(x) if margin is None else f"{x:.3f} ± {margin:.3f}"
+
+
 def build_model_card(
     spec: JobSpec,
     *,
@@ -217,6 +240,15 @@ def build_model_card(
         share = None if pooled is None else _positive_share(pooled)
         baseline = None if share is None else max(share, 1.0 - share)
         auc = None if pooled is None else histogram_auc(pooled)
+    margins = evaluation_margins(
+        spec,
+        correct=total_correct,
+        total=total,
+        pooled=pooled,
+        cells={n: len(h) for n, h in histograms.items()},
+        nodes=tuple(dp_total),
+    )
+    acc_margin, base_margin = margins
     return ModelCard(
         model=spec.model,
         model_params=dict(spec.model_params),
@@ -238,10 +270,12 @@ def build_model_card(
         dp_majority_baseline=baseline,
         dp_positive_share=share,
         settings=settings_used(spec, noise_multipliers),
-        warnings=quality_warnings(accuracy, baseline, auc),
+        warnings=quality_warnings(accuracy, baseline, auc, acc_margin, base_margin),
         classes=tuple(spec.classes or ()),
         dp_class_shares=shares,
         loss_epsilon=spec.loss_epsilon,
+        dp_test_accuracy_margin=acc_margin,
+        dp_majority_baseline_margin=base_margin,
     )
 
 
@@ -266,25 +300,156 @@ def class_shares(confusion: Mapping[str, int], classes: tuple[str, ...]) -> dict
 BASELINE_MARGIN = 0.005
 #: ... or when the DP AUC is at most this (the model ranks rows about as well as chance).
 CHANCE_AUC = 0.55
+#: A 95% margin wider than this (accuracy or baseline) is too wide for the card to tell.
+MAX_MARGIN = 0.05
+#: Coverage of the card's margins.
+CONFIDENCE = 0.95
+#: Score bins of a binary evaluation histogram (``federation.client_app.EVAL_BINS``; kept here
+#: so the card needs neither torch nor Flower).
+_EVAL_BINS = 10
+
+
+def discrete_laplace_variance(scale: float) -> float:
+    """Variance of the discrete Laplace noise OpenDP adds to an integer count at ``scale``
+    (probability of ``x`` proportional to ``exp(-|x|/scale)``): ``2p / (1 - p)^2`` with
+    ``p = exp(-1/scale)``, a little under the continuous ``2 scale^2``.
+
+    >>> round(discrete_laplace_variance(10.0), 2)
+    199.83
+    """
+    p = math.exp(-1.0 / scale)
+    return 2.0 * p / (1.0 - p) ** 2
+
+
+def sum_margin(cells: int, scale: float, z: float) -> float:
+    """Half-width ``z * sd`` of the noise on a sum of ``cells`` independent DP cells."""
+    return z * math.sqrt(cells * discrete_laplace_variance(scale))
+
+
+def ratio_margin(num: float, num_margin: float, den: float, den_margin: float) -> float:
+    """Margin of ``num / den`` from separate margins on numerator and denominator: the widest
+    distance from the point ratio to ``(num -+ num_margin) / (den +- den_margin)``, each end
+    clamped to [0, 1]; 1.0 when the denominator may be zero or less (nothing can be told)."""
+    if den <= 0 or den - den_margin <= 0:
+        return 1.0
+    point = min(1.0, max(0.0, num / den))
+    low = min(1.0, max(0.0, (num - num_margin) / (den + den_margin)))
+    high = min(1.0, max(0.0, (num + num_margin) / (den - den_margin)))
+    return max(point - low, high - point)
+
+
+def evaluation_margins(
+    spec: JobSpec,
+    *,
+    correct: int | None,
+    total: int | None,
+    pooled: Mapping[str, int] | None,
+    cells: Mapping[str, int],
+    nodes: tuple[str, ...],
+) -> tuple[float | None, float | None]:
+    """95% margins of the card's accuracy and majority-class baseline, from public facts only:
+    each node's cells carry independent discrete Laplace noise at scale ``1/eval_epsilon``
+    (:func:`federation.client_app.dp_cell`), the DP total sums all of a node's cells (2 x 10
+    histogram cells when binary, K x K confusion cells otherwise), the correct count the
+    diagonal half (10 cells, or K), and each class's count a row (10 cells, or K). ``nodes``
+    are the nodes whose counts were summed, ``cells`` how many cells each one released.
+
+    A sum of many cells is close to normal, so each sum is bounded at ``z`` standard deviations.
+    The ratio's numerator and denominator are bounded separately (:func:`ratio_margin`), and
+    the bounds are joined by a union bound: accuracy spends 5% over 2 sums (z = 2.24), the
+    baseline over its K class rows and the total (z = 2.39 for 2 classes), so each margin
+    holds with at least 95% under the normal approximation. Post-processing: no privacy cost.
+    """
+    if correct is None or total is None or not nodes:
+        return None, None
+    k = len(spec.classes) if spec.classes is not None else 2
+    per_node_total = k * k if spec.classes is not None else 2 * _EVAL_BINS
+    per_class = k if spec.classes is not None else _EVAL_BINS
+    n_total = sum(cells.get(n, per_node_total) for n in nodes)
+    scale = 1.0 / spec.eval_epsilon
+    alpha = 1.0 - CONFIDENCE
+
+    z_acc = NormalDist().inv_cdf(1.0 - alpha / (2 * 2))
+    acc = ratio_margin(
+        correct,
+        sum_margin(len(nodes) * per_class, scale, z_acc),
+        total,
+        sum_margin(n_total, scale, z_acc),
+    )
+    if pooled is None:
+        return acc, None
+    z_base = NormalDist().inv_cdf(1.0 - alpha / (2 * (k + 1)))
+    class_margin = sum_margin(len(nodes) * per_class, scale, z_base)
+    total_margin = sum_margin(n_total, scale, z_base)
+    rows = _class_rows(pooled, spec.classes)
+    den = sum(rows)
+    if den - total_margin <= 0:
+        return acc, 1.0
+    # The largest class row's bounds are the largest of the rows' bounds.
+    top = max(rows)
+    point = min(1.0, top / den)
+    low = max(0.0, max(r - class_margin for r in rows) / (den + total_margin))
+    high = min(1.0, max(r + class_margin for r in rows) / (den - total_margin))
+    return acc, max(point - low, high - point)
+
+
+def _class_rows(pooled: Mapping[str, int], classes: tuple[str, ...] | None) -> list[int]:
+    """Each class's pooled count clamped at zero (what the card's shares and baseline use)."""
+    if classes is not None:
+        return [
+            max(0, sum(int(v) for key, v in pooled.items() if key.startswith(f"cm-{t}-")))
+            for t in range(len(classes))
+        ]
+    return [
+        max(0, sum(int(v) for key, v in pooled.items() if key.startswith(f"{kind}-")))
+        for kind in ("pos", "neg")
+    ]
 
 
 def quality_warnings(
-    accuracy: float | None, baseline: float | None, auc: float | None
+    accuracy: float | None,
+    baseline: float | None,
+    auc: float | None,
+    accuracy_margin: float | None = None,
+    baseline_margin: float | None = None,
 ) -> tuple[str, ...]:
-    """The card's warnings: a model no better than predicting the majority class.
+    """The card's warnings, judged against the evaluation noise (95% margins, 0 if unknown):
+
+    * "no better than the majority class" when the accuracy's upper end is below the
+      baseline's lower end + :data:`BASELINE_MARGIN` (beyond the noise), or, with both margins
+      within :data:`MAX_MARGIN`, when the accuracy is below baseline + ``BASELINE_MARGIN``;
+    * "too few held-out rows to tell" when a margin is wider than ``MAX_MARGIN`` and the
+      accuracy is not above the baseline beyond the noise either;
+    * "close to chance" when the DP AUC is at most :data:`CHANCE_AUC`.
 
     >>> quality_warnings(0.76, 0.76, 0.5)[0][:40]
     'held-out accuracy 0.760 is no better tha'
     >>> quality_warnings(0.85, 0.76, 0.9)
     ()
+    >>> quality_warnings(0.0, 0.645, None, 0.6, 0.4)[0][:42]
+    'the held-out rows are too few for the DP e'
     """
     out = []
-    if accuracy is not None and baseline is not None and accuracy < baseline + BASELINE_MARGIN:
-        out.append(
-            f"held-out accuracy {accuracy:.3f} is no better than always predicting the "
-            f"majority class ({baseline:.3f}); the model is not useful as it stands. Try the "
-            "default settings (JobSpec.with_defaults), more rows, or a larger epsilon"
-        )
+    if accuracy is not None and baseline is not None:
+        m_acc = accuracy_margin or 0.0
+        m_base = baseline_margin or 0.0
+        a, b = min(1.0, max(0.0, accuracy)), min(1.0, max(0.0, baseline))
+        worse = a + m_acc < b - m_base + BASELINE_MARGIN
+        better = a - m_acc >= b + m_base + BASELINE_MARGIN
+        wide = max(m_acc, m_base) > MAX_MARGIN
+        if worse or (not wide and a < b + BASELINE_MARGIN):
+            out.append(
+                f"held-out accuracy {_fmt_pm(a, accuracy_margin)} is no better than always "
+                f"predicting the majority class ({_fmt_pm(b, baseline_margin)}); the model is "
+                "not useful as it stands. Try the default settings (JobSpec.with_defaults), "
+                "more rows, or a larger epsilon"
+            )
+        elif wide and not better:
+            out.append(
+                "the held-out rows are too few for the DP evaluation to tell (accuracy "
+                f"{a:.3f} ± {m_acc:.3f}, majority-class baseline {b:.3f} ± {m_base:.3f}); "
+                "evaluate on more rows or raise eval_epsilon"
+            )
     if auc is not None and auc <= CHANCE_AUC:
         out.append(
             f"held-out AUC {auc:.3f} is close to chance (0.5): the model barely ranks the "

@@ -111,9 +111,10 @@ def _card(hists: dict[str, dict[str, int]], correct: dict[str, int]) -> ModelCar
 
 def test_card_warns_for_a_majority_class_model() -> None:
     # Every row scored below 0.5: the model predicts the majority class (negative) always.
+    # 10,000 held-out rows per node: enough for the DP figures to tell (see MAX_MARGIN).
     hist = {f"{k}-{i}": 0 for k in ("pos", "neg") for i in range(EVAL_BINS)}
-    hist |= {"pos-2": 20, "neg-2": 80}
-    card = _card({"a": hist, "b": hist}, {"a": 80, "b": 80})
+    hist |= {"pos-2": 2000, "neg-2": 8000}
+    card = _card({"a": hist, "b": hist}, {"a": 8000, "b": 8000})
     assert card.dp_majority_baseline == pytest.approx(0.8)
     assert card.dp_positive_share == pytest.approx(0.2)
     assert card.dp_test_auc == pytest.approx(0.5)
@@ -125,8 +126,8 @@ def test_card_warns_for_a_majority_class_model() -> None:
 
 def test_card_does_not_warn_for_a_useful_model() -> None:
     hist = {f"{k}-{i}": 0 for k in ("pos", "neg") for i in range(EVAL_BINS)}
-    hist |= {"pos-8": 18, "pos-3": 2, "neg-1": 75, "neg-6": 5}
-    card = _card({"a": hist}, {"a": 93})
+    hist |= {"pos-8": 1800, "pos-3": 200, "neg-1": 7500, "neg-6": 500}  # 10,000 rows
+    card = _card({"a": hist}, {"a": 9300})
     assert card.dp_test_auc is not None and card.dp_test_auc > 0.9 and card.warnings == ()
     assert quality_warnings(None, None, None) == ()
 
