@@ -78,6 +78,12 @@ def _bin(name: str) -> str:
     return str(path) if path.exists() else (shutil.which(name) or name)
 
 
+def _guarded() -> tuple[str, ...]:
+    """The command prefix that runs a Flower process which stops when this one is gone
+    (:mod:`sandbox.deployment.child`)."""
+    return (sys.executable, "-m", "sandbox.deployment.child", "--parent-pid", str(os.getpid()))
+
+
 def node_key(state: Path, dataset: str) -> tuple[Path, Path]:
     """A department's SuperNode key for ``dataset`` (private, public), made at first use under
     the node's state directory (``STATE/flower/keys``). The node reports the public key in
@@ -216,7 +222,7 @@ class Federation:
     #: so it runs its SuperLink in memory.
     database: bool = False
     #: The command that starts a SuperNode; by default Flower's ``flower-supernode`` through
-    #: :mod:`sandbox.deployment.supernode`, which stops it when this process is gone.
+    #: :mod:`sandbox.deployment.child`, which stops it when this process is gone.
     supernode_command: tuple[str, ...] = ()
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, SuperNode] = field(default_factory=dict)
@@ -331,7 +337,8 @@ class Federation:
         if not hasattr(self, "cert"):
             self.issue_tls()
         argv = [
-            _bin("flower-superlink"),
+            *_guarded(),
+            "superlink",
             "--ssl-certfile", str(self.cert),
             "--ssl-keyfile", str(self.key),
             "--ssl-ca-certfile", str(self.ca_cert),
@@ -405,13 +412,7 @@ class Federation:
         key = key if key is not None else self.register(name)
         config = " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items())
         port = runtime_port or free_port()
-        command = self.supernode_command or (
-            sys.executable,
-            "-m",
-            "sandbox.deployment.supernode",
-            "--parent-pid",
-            str(os.getpid()),
-        )
+        command = self.supernode_command or (*_guarded(), "supernode")
         argv = [
             *command,
             "--superlink", self.address,

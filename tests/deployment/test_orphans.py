@@ -1,5 +1,6 @@
-"""A node service killed with SIGKILL cannot stop its children: its SuperNode and ClientApp
-executor stop on their own once it is gone (they watch their parent process)."""
+"""A hub or node service killed with SIGKILL cannot stop its children: its SuperLink, or its
+SuperNode and ClientApp executor, stop on their own once it is gone (they watch their parent
+process)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from pathlib import Path
 _CHILD = """
 import sys, time
 from pathlib import Path
-from sandbox.deployment.processes import Federation, write_node_key
+from sandbox.deployment.processes import Federation
 work = Path(sys.argv[1])
-fed = Federation(work, superlink_address="127.0.0.1:9")  # nothing listens: it keeps retrying
-fed.issue_tls()
-key, _ = write_node_key(work / "keys", "north")
-node = fed.start_supernode("north", {"node-name": "north"}, key=key)
-print(node.process.pid, node.executor.pid, flush=True)
+fed = Federation(work)
+fed.start_superlink()
+node = fed.start_supernode("north", {"node-name": "north"})  # its key registered
+print(fed.superlink.pid, node.process.pid, node.executor.pid, flush=True)
 time.sleep(600)
 """
 
@@ -36,25 +36,29 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_supernode_and_executor_stop_when_their_node_process_is_killed(tmp_path: Path) -> None:
+def test_flower_processes_stop_when_the_process_that_started_them_is_killed(
+    tmp_path: Path,
+) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(tmp_path / "flower")],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None
-    supernode, executor = (int(p) for p in child.stdout.readline().split())
+    superlink, supernode, executor = (int(p) for p in child.stdout.readline().split())
+    pids = (superlink, supernode, executor)
     try:
         time.sleep(1.0)
-        assert _alive(supernode) and _alive(executor)
+        assert all(_alive(pid) for pid in pids)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         deadline = time.monotonic() + 30
-        while (_alive(supernode) or _alive(executor)) and time.monotonic() < deadline:
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert not _alive(superlink), "the SuperLink outlived the process that started it"
         assert not _alive(supernode), "the SuperNode outlived its node process"
         assert not _alive(executor), "the executor outlived its node process"
     finally:
-        for pid in (supernode, executor):
+        for pid in pids:
             if _alive(pid):
                 os.killpg(pid, signal.SIGKILL)
