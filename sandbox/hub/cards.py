@@ -73,6 +73,8 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
         "dp_majority_baseline",
         "dp_positive_share",
         "loss_epsilon",
+        "dp_test_accuracy_margin",
+        "dp_majority_baseline_margin",
     ):
         value = getattr(card, name)
         if value is not None:

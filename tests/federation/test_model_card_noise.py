@@ -152,3 +152,13 @@ def test_a_multiclass_card_has_margins_from_its_confusion_cells() -> None:
     tiny = {f"cm-{t}-{p}": (10 if t == p else 1) for t in range(3) for p in range(3)}
     small = _card(_spec(eval_epsilon=0.1, classes=classes), {n: tiny for n in NODES})
     assert small.warnings and TOO_FEW in small.warnings[0]
+
+
+def test_the_margins_travel_in_the_model_card_message() -> None:
+    from sandbox.hub.cards import model_card_pb
+
+    card = _card(_spec(), {"a": _useful(4000), "b": _useful(4000)})
+    message = model_card_pb(card)
+    assert card.dp_test_accuracy_margin is not None
+    assert message.dp_test_accuracy_margin == pytest.approx(card.dp_test_accuracy_margin)
+    assert message.dp_majority_baseline_margin == pytest.approx(card.dp_majority_baseline_margin)
