@@ -31,7 +31,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federation.dp_count import dp_count
+from federation.dp_count import dp_cell, dp_count
 from federation.dpsgd import load_weights, per_example_loss, predict_proba, train_local
 from federation.errors import InvalidJobError, MechanismError, NodeDataError
 from federation.job import JobSpec
@@ -227,26 +227,6 @@ def dp_loss_sum(losses: np.ndarray, num_classes: int, epsilon: float) -> float:
 
 #: Score bins of the evaluation histogram: [0, 0.1), [0.1, 0.2), ... [0.9, 1]; 0.5 is an edge.
 EVAL_BINS = 10
-
-
-def dp_cell(true_count: int, epsilon: float) -> int:
-    """One histogram cell through OpenDP's (discrete) Laplace mechanism, *not* clamped at zero:
-    cells are summed over bins and nodes, and clamping each small cell would bias every sum
-    upwards (clamping, where wanted, is done after summing; both are post-processing).
-
-    >>> isinstance(dp_cell(3, 1.0), int)
-    True
-    """
-    if epsilon <= 0:
-        raise InvalidJobError(f"a DP count needs a positive epsilon, got {epsilon}; raise it")
-    measurement = opendp.m.make_laplace(
-        opendp.atom_domain(T=int), opendp.absolute_distance(T=int), scale=1.0 / epsilon
-    )
-    if measurement.map(1) > epsilon * (1 + 1e-9):  # type: ignore[no-untyped-call]
-        raise MechanismError(
-            "the Laplace measurement does not meet the requested epsilon; nothing was released"
-        )
-    return int(measurement(int(true_count)))
 
 
 def evaluation_histogram(scores: np.ndarray, y: np.ndarray) -> dict[str, int]:

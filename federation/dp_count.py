@@ -14,10 +14,12 @@ from federation.errors import InvalidJobError, MechanismError
 dp.enable_features("contrib")
 
 
-def dp_count(true_count: int, epsilon: float) -> int:
-    """Release ``true_count`` with epsilon-DP (add/remove one record), clamped at zero.
+def dp_cell(true_count: int, epsilon: float) -> int:
+    """Release ``true_count`` with epsilon-DP (add/remove one record), *not* clamped at zero:
+    histogram cells are summed over bins and nodes, and clamping each small cell would bias
+    every sum upwards (clamping, where wanted, is done after summing; both post-processing).
 
-    >>> isinstance(dp_count(100, 1.0), int)
+    >>> isinstance(dp_cell(3, 1.0), int)
     True
     """
     if epsilon <= 0:
@@ -29,4 +31,14 @@ def dp_count(true_count: int, epsilon: float) -> int:
         raise MechanismError(
             "the Laplace measurement does not meet the requested epsilon; nothing was released"
         )
-    return max(0, int(measurement(int(true_count))))
+    return int(measurement(int(true_count)))
+
+
+def dp_count(true_count: int, epsilon: float) -> int:
+    """Release ``true_count`` with epsilon-DP (add/remove one record), clamped at zero
+    (post-processing of :func:`dp_cell`).
+
+    >>> isinstance(dp_count(100, 1.0), int)
+    True
+    """
+    return max(0, dp_cell(true_count, epsilon))

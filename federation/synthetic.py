@@ -39,15 +39,7 @@ class SyntheticLoader:
         logit = 1.5 * numeric[:, 0] - 1.0 * numeric[:, 1] + 0.5 * (sector == 2) - 0.2
         y = (rng.random(self.rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
         X = np.column_stack([numeric * self.scale, sector]).astype(np.float32)
-        cut = int(0.8 * self.rows)
-        return NodeData(
-            X_train=X[:cut],
-            y_train=y[:cut],
-            X_test=X[cut:],
-            y_test=y[cut:],
-            feature_names=SYNTHETIC_FEATURES,
-            categorical=dict(SYNTHETIC_CATEGORICAL),
-        )
+        return _split(X, y)
 
 
 @dataclass(frozen=True)
@@ -95,12 +87,17 @@ class SyntheticMulticlassLoader:
         probs /= probs.sum(axis=1, keepdims=True)
         y = np.array([rng.choice(3, p=p) for p in probs], dtype=np.float32)
         X = np.column_stack([numeric, sector]).astype(np.float32)
-        cut = int(0.8 * self.rows)
-        return NodeData(
-            X_train=X[:cut],
-            y_train=y[:cut],
-            X_test=X[cut:],
-            y_test=y[cut:],
-            feature_names=SYNTHETIC_FEATURES,
-            categorical=dict(SYNTHETIC_CATEGORICAL),
-        )
+        return _split(X, y)
+
+
+def _split(X: np.ndarray, y: np.ndarray) -> NodeData:
+    """The first 80% of the rows for training, the rest held out."""
+    cut = int(0.8 * len(y))
+    return NodeData(
+        X_train=X[:cut],
+        y_train=y[:cut],
+        X_test=X[cut:],
+        y_test=y[cut:],
+        feature_names=SYNTHETIC_FEATURES,
+        categorical=dict(SYNTHETIC_CATEGORICAL),
+    )
