@@ -331,3 +331,28 @@ def test_a_node_refusing_the_plan_stops_the_job_and_only_its_dataset_is_refunded
     assert [j.status for j in setup.firm("bank").ListJobs(pb.ListJobsRequest()).jobs] == [
         "completed"
     ]
+
+
+def test_a_job_whose_classes_miss_a_label_category_is_refused_and_costs_nothing(
+    setup: _Setup,
+) -> None:
+    """The label's declared categories (public metadata) are checked before any budget is
+    reserved: a node would refuse a row whose label is not among the job's classes."""
+    features = tuple(f for f in setup.spec.features if f != "industry")
+    categorical = {k: v for k, v in setup.spec.categorical.items() if k != "industry"}
+    spec = setup.spec.model_copy(
+        update={
+            "label": "industry",
+            "classes": ("A", "B", "C"),
+            "features": features,
+            "categorical": categorical,
+        }
+    )
+    left = {d: setup.authority.remaining("T1", d).epsilon for d in NODES}
+    with pytest.raises(grpc.RpcError) as info:
+        setup.firm("bank").SubmitTrainingJob(
+            pb.SubmitTrainingJobRequest(spec=spec_pb(spec), purpose=PURPOSE), timeout=60
+        )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION, info.value.details()
+    assert "leave out" in info.value.details()
+    assert {d: setup.authority.remaining("T1", d).epsilon for d in NODES} == left
