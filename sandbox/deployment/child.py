@@ -2,11 +2,12 @@
 them is gone.
 
 ``python -m sandbox.deployment.child --parent-pid PID superlink|supernode [Flower's options]``
-runs Flower's own entry point after starting Flower's parent-process monitor: if the hub or
-the node service that started the process is killed (even with SIGKILL, which leaves it no
-chance to stop its children), the SuperLink or SuperNode gets SIGINT and stops as it does on
-Ctrl-C, instead of running on alone. A SuperNode's ClientApp executor watches the same parent
-(:mod:`sandbox.deployment.executor`).
+runs Flower's own entry point after starting a parent watch
+(:mod:`sandbox.deployment.lifeline`): if the hub or the node service that started the process
+is killed (even with SIGKILL, which leaves it no chance to stop its children), the SuperLink or
+SuperNode gets SIGINT and stops as it does on Ctrl-C, or is ended outright if that graceful
+stop hangs, instead of running on alone. A SuperNode's ClientApp executor watches the same
+parent (:mod:`sandbox.deployment.executor`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["--parent-pid"]:
         if len(args) < 2 or not args[1].isdigit():
             sys.exit("--parent-pid takes a process id")
-        from flwr.supercore.app_utils import start_parent_process_monitor
+        from sandbox.deployment.lifeline import watch_parent
 
-        start_parent_process_monitor(int(args[1]))
+        watch_parent(int(args[1]))
         args = args[2:]
     if not args or args[0] not in ("superlink", "supernode"):
         sys.exit("usage: python -m sandbox.deployment.child [--parent-pid PID] KIND ...")

@@ -228,13 +228,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--superexec-auth-secret-file", required=True, type=Path)
     parser.add_argument("--poll-interval", type=float, default=TASK_POLL_INTERVAL_S)
     parser.add_argument(
-        "--parent-pid", type=int, default=None, help="exit when this process is gone"
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process (the one that started the executor) is gone",
     )
     args = parser.parse_args(argv)
     if args.parent_pid is not None:
-        from flwr.supercore.app_utils import start_parent_process_monitor
+        from sandbox.deployment.lifeline import watch_parent
 
-        start_parent_process_monitor(args.parent_pid)
+        watch_parent(args.parent_pid)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:  # not a line per HTTP request
         handler.addFilter(_quiet)

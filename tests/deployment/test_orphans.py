@@ -1,6 +1,10 @@
 """A hub or node service killed with SIGKILL cannot stop its children: its SuperLink, or its
 SuperNode and ClientApp executor, stop on their own once it is gone (they watch their parent
-process)."""
+process).
+
+The service runs with SIGINT ignored, as anything started from a non-interactive shell's
+background job does (a CI runner, ``nohup``, a service manager's shell wrapper). Its children
+inherit that, and a SIGINT-only stop would be dropped while they are still starting up."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 _CHILD = """
 import sys, time
@@ -36,19 +42,25 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("killed_after_s", [0.0, 1.0], ids=["while-starting", "started"])
 def test_flower_processes_stop_when_the_process_that_started_them_is_killed(
-    tmp_path: Path,
+    tmp_path: Path, killed_after_s: float
 ) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(tmp_path / "flower")],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint,
     )
     assert child.stdout is not None
     superlink, supernode, executor = (int(p) for p in child.stdout.readline().split())
     pids = (superlink, supernode, executor)
     try:
-        time.sleep(1.0)
+        time.sleep(killed_after_s)
         assert all(_alive(pid) for pid in pids)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
