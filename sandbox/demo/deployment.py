@@ -64,13 +64,21 @@ def groups():
             return [int(line.split()[-1]) for line in f if line.strip()]
     except OSError:
         return []
+def running(pid):
+    try:
+        os.killpg(pid, 0)
+    except OSError:
+        return False
+    return True
 for sig in (signal.SIGTERM, signal.SIGKILL):
     for pid in groups():
         try:
             os.killpg(pid, sig)
         except OSError:
             pass
-    time.sleep(10)
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in groups()) and time.monotonic() < deadline:
+        time.sleep(0.2)
 if remove:
     shutil.rmtree(remove, ignore_errors=True)
 """
@@ -170,13 +178,16 @@ class Deployment:
         folder if it was a temporary one. Calling it again does nothing."""
         atexit.unregister(self.stop)
         self.processes.stop_all()
+        if self.temporary and self.state.exists():
+            shutil.rmtree(self.state, ignore_errors=True)
+        # Last: a notebook kernel's manager kills a kernel whose exit takes more than a few
+        # seconds; cut off here, the watchdog still stops whatever is left and removes the
+        # folder.
         if self.watchdog is not None:
             if self.watchdog.poll() is None:
                 self.watchdog.kill()
             self.watchdog.wait()
             self.watchdog = None
-        if self.temporary and self.state.exists():
-            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def start(
