@@ -23,6 +23,7 @@ ServerApp per job; a faster poll costs an idle hub CPU for nothing).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -63,6 +64,24 @@ CONNECTION = "sandbox"
 
 class DeploymentError(FederationError):
     """A Flower deployment process could not be started, registered or reached."""
+
+
+_log = logging.getLogger(__name__)
+
+
+def _json_node_id(out: str) -> int | None:
+    """The ``node-id`` of ``flwr supernode register --format json``'s output, if it has one.
+
+    >>> _json_node_id('{"success": true, "node-id": 1234}')
+    1234
+    >>> _json_node_id("not json") is None
+    True
+    """
+    try:
+        value = json.loads(out).get("node-id")
+    except (ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
 
 
 def free_port() -> int:
@@ -228,6 +247,8 @@ class Federation:
     nodes: dict[str, SuperNode] = field(default_factory=dict)
     #: The SuperNode keys this SuperLink has accepted (name -> OpenSSH public key bytes).
     registered: dict[str, bytes] = field(default_factory=dict)
+    #: The SuperLink's node id of each key registered here, by SuperNode name.
+    node_ids: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -376,20 +397,36 @@ class Federation:
 
     def register_key(self, name: str, public: Path) -> None:
         """Register SuperNode ``name``'s public key (OpenSSH format) with the SuperLink; a key
-        registered before (the SuperLink's database persists) is accepted as it is."""
+        registered before (the SuperLink's database persists) is accepted as it is.
+
+        A different key registered earlier under ``name`` by this object is unregistered once
+        the new one is in: the SuperNode holding the old key is refused from then on (a
+        connected one is told so by its next Fleet call and stops), and a key a department
+        replaced, perhaps because it leaked, opens nothing."""
+        key = public.read_bytes()
+        old = self.node_ids.get(name) if self.registered.get(name) != key else None
         for attempt in range(20):  # the SuperLink may still be finishing its start
             try:
-                self._cli(["supernode", "register", str(public), CONNECTION, "--name", name])
-                self.registered[name] = public.read_bytes()
-                return
+                out = self._cli(
+                    ["supernode", "register", str(public), CONNECTION, "--name", name]
+                    + ["--format", "json"]
+                )
+                node_id = _json_node_id(out)
+                break
             except DeploymentError as exc:
                 text = str(exc).lower()
                 if "already" in text or "exists" in text:
-                    self.registered[name] = public.read_bytes()
-                    return
+                    node_id = None
+                    break
                 if "unavailable" not in text or attempt == 19:
                     raise
                 time.sleep(0.25)
+        self.registered[name] = key
+        if node_id is not None:
+            self.node_ids[name] = node_id
+        if old is not None and old != node_id:
+            self._cli(["supernode", "unregister", str(old), CONNECTION, "--format", "json"])
+            _log.info("SuperNode %s: the replaced key (node %d) is unregistered", name, old)
 
     def start_supernode(
         self,

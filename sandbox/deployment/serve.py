@@ -84,7 +84,9 @@ def store_node_key(state: Path, dataset: str, public_key: str) -> tuple[Path, bo
     tmp.chmod(0o600)
     tmp.replace(path)
     if old is not None:
-        _log.warning("the SuperNode key of dataset %s changed; the new key is registered", dataset)
+        _log.warning(
+            "the SuperNode key of dataset %s changed; the new key replaces the old one", dataset
+        )
     return path, old is not None
 
 
