@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from sandbox.demo.prepare import (
     cities,
     write_data,
 )
-from sandbox.demo.processes import DemoError, Processes, child_env
+from sandbox.demo.processes import DemoError, Processes, start_watchdog, stop_watchdog
 from sandbox.demo.services import start_services
 
 if TYPE_CHECKING:
@@ -50,38 +49,6 @@ if TYPE_CHECKING:
 #: The health service names waited for.
 #: Persons over the four cities (about 1/15 of it are enterprises, the nodes' datasets).
 DEFAULT_ROWS = 30_000
-
-#: Stops the deployment's process groups once its starter is gone (reparented), then removes
-#: a temporary state folder.
-_WATCHDOG = """
-import os, shutil, signal, sys, time
-parent, pids, remove = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-while os.getppid() == parent:
-    time.sleep(0.5)
-def groups():
-    try:
-        with open(pids) as f:
-            return [int(line.split()[-1]) for line in f if line.strip()]
-    except OSError:
-        return []
-def running(pid):
-    try:
-        os.killpg(pid, 0)
-    except OSError:
-        return False
-    return True
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    for pid in groups():
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            pass
-    deadline = time.monotonic() + 10
-    while any(running(pid) for pid in groups()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-if remove:
-    shutil.rmtree(remove, ignore_errors=True)
-"""
 
 
 @dataclass
@@ -183,11 +150,8 @@ class Deployment:
         # Last: a notebook kernel's manager kills a kernel whose exit takes more than a few
         # seconds; cut off here, the watchdog still stops whatever is left and removes the
         # folder.
-        if self.watchdog is not None:
-            if self.watchdog.poll() is None:
-                self.watchdog.kill()
-            self.watchdog.wait()
-            self.watchdog = None
+        stop_watchdog(self.watchdog)
+        self.watchdog = None
 
 
 def start(
@@ -219,7 +183,9 @@ def start(
     )
     atexit.register(deployment.stop)  # a notebook that fails mid-way still cleans up on exit
     try:
-        deployment.watchdog = _watchdog(folder / "logs" / "pids", folder if temporary else None)
+        deployment.watchdog = start_watchdog(
+            folder / "logs" / "pids", folder if temporary else None
+        )
         _start_services(deployment, rows, say)
         chosen = [c.code for c in cities()] if register is True else list(register or ())
         for city in chosen:
@@ -229,19 +195,6 @@ def start(
         deployment.stop()
         raise
     return deployment
-
-
-def _watchdog(pids: Path, remove: Path | None) -> subprocess.Popen[bytes]:
-    import os
-
-    return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pids), str(remove or "")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=child_env(),
-        start_new_session=True,
-    )
 
 
 def _start_services(d: Deployment, rows: int, say: Callable[[str], None]) -> None:

@@ -9,7 +9,8 @@ interrupt or a termination leaves no process running.
 The hub and the nodes start Flower processes of their own (SuperLink, SuperNodes, ClientApp
 executors) in sessions of their own, and stop them when they stop. In case one is left (its
 parent killed after the grace period), ``stop_all`` notes every descendant of a child before
-stopping it and kills any of those still running afterwards.
+stopping it and kills any of those still running afterwards. Should the demo itself be killed
+with SIGKILL, :func:`start_watchdog`'s process stops its children.
 """
 
 from __future__ import annotations
@@ -57,6 +58,64 @@ def free_port() -> int:
 
 def child_env() -> dict[str, str]:
     return {**os.environ, **CHILD_ENV}
+
+
+#: Stops the process groups listed in a pids file once its starter is gone (re-parented),
+#: then removes a temporary state folder.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, pids, remove = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while os.getppid() == parent:
+    time.sleep(0.5)
+def groups():
+    try:
+        with open(pids) as f:
+            return [int(line.split()[-1]) for line in f if line.strip()]
+    except OSError:
+        return []
+def running(pid):
+    try:
+        os.killpg(pid, 0)
+    except OSError:
+        return False
+    return True
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in groups():
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in groups()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+if remove:
+    shutil.rmtree(remove, ignore_errors=True)
+"""
+
+
+def start_watchdog(pids: Path, remove: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a small process that, once this process is gone without stopping its children
+    (SIGKILL, a notebook kernel killed mid-exit), stops the process groups listed in ``pids``
+    (SIGTERM, then SIGKILL) and removes ``remove``. It runs in a session of its own, so a
+    signal to this process's group does not reach it; kill it once the children are stopped
+    (and ``remove`` removed)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pids), str(remove or "")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
+def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Stop a watchdog from :func:`start_watchdog` (the children it guards are stopped)."""
+    if watchdog is None:
+        return
+    if watchdog.poll() is None:
+        watchdog.kill()
+    watchdog.wait()
 
 
 def sandbox_cmd(*args: str) -> list[str]:

@@ -13,7 +13,7 @@ from sandbox.demo.prepare import (
     cities,
     write_data,
 )
-from sandbox.demo.processes import DemoError, Processes
+from sandbox.demo.processes import DemoError, Processes, start_watchdog, stop_watchdog
 from sandbox.demo.services import start_services
 from sandbox.demo.steps import (
     Story,
@@ -53,6 +53,9 @@ def run_demo(
     (folder / "logs").mkdir()
     echo(f"The demo keeps everything it makes in {folder} (service logs in logs/).")
     processes = Processes(folder / "logs")
+    # Should the demo itself be killed (SIGKILL leaves it no chance), the watchdog stops the
+    # hub and the nodes, and they stop their Flower processes.
+    watchdog = start_watchdog(folder / "logs" / "pids")
     try:
         story = _start(folder, quick, echo, processes)
         step_access(story)
@@ -69,6 +72,7 @@ def run_demo(
         raise
     finally:
         processes.stop_all()
+        stop_watchdog(watchdog)
     echo(
         f"\nDone in {time.monotonic() - started:.0f} s; the hub and the four nodes are stopped "
         "(with the SuperLink and the SuperNodes they started). "

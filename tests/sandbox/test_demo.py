@@ -2,16 +2,18 @@
 the hub (with a Flower SuperLink) and four nodes (each with a Flower SuperNode) as processes
 over TLS. Checked from its output and its state folder (the exported log verifies offline with
 the authority's key, the training round went through the SuperLink to the four SuperNodes),
-and that neither the end nor Ctrl-C leaves a process: not the hub or a node, nor a Flower
+and that neither the end, Ctrl-C nor SIGKILL leaves a process: not the hub or a node, nor a Flower
 process they started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from policies.keys import load_public_key
@@ -137,3 +139,42 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     assert b"Traceback" not in err
     assert not [name for name, pid in pids.items() if _alive(pid)]
     assert _running_in(state) == []  # the SuperLink, SuperNodes and executors stopped too
+
+
+def test_a_killed_demo_leaves_no_process(tmp_path: Path) -> None:
+    """SIGKILL leaves the demo no chance to stop anything: its watchdog stops the hub and the
+    nodes, and they (or their parent watch) stop the SuperLink, SuperNodes and executors."""
+    state = tmp_path / "demo"
+    demo = subprocess.Popen(
+        _demo(state),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if b"4 department nodes are up" in line:
+                break
+        else:
+            raise AssertionError("the demo ended before its nodes were up")
+        pids = _pids(state)
+        assert len(pids) == 5 and all(_alive(pid) for pid in pids.values())
+        demo.kill()
+        demo.wait(10)
+        deadline = time.monotonic() + 60
+        while (_running_in(state) or any(_alive(p) for p in pids.values())) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.3)
+        left = _running_in(state)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        for pid in _pids(state).values():  # never leave them behind, even when failing
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+    assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert left == []
