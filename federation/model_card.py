@@ -92,10 +92,12 @@ class ModelCard:
     #: Epsilon of the per-round DP training loss over the job (0: none released).
     loss_epsilon: float | None = None
     #: 95% margin of ``dp_test_accuracy`` from the evaluation noise (see
-    #: :func:`evaluation_margins`; text and warnings only, not on the wire).
+    #: :func:`evaluation_margins`).
     dp_test_accuracy_margin: float | None = None
     #: 95% margin of ``dp_majority_baseline``, likewise.
     dp_majority_baseline_margin: float | None = None
+    #: 95% margin of ``dp_test_auc`` from the evaluation noise (:func:`histogram_auc_margin`).
+    dp_test_auc_margin: float | None = None
 
     def to_json(self) -> str:
         """The card as indented JSON (``inf`` epsilon for non-private jobs becomes a string)."""
@@ -119,7 +121,8 @@ class ModelCard:
             f"- settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
             "- held-out accuracy (DP, all nodes, 95% margin): "
             + _fmt_pm(self.dp_test_accuracy, self.dp_test_accuracy_margin),
-            f"- held-out AUC (DP): {_fmt(self.dp_test_auc)}",
+            "- held-out AUC (DP, 95% margin): "
+            + _fmt_pm(self.dp_test_auc, self.dp_test_auc_margin),
             "- majority-class baseline accuracy (DP, 95% margin): "
             + _fmt_pm(self.dp_majority_baseline, self.dp_majority_baseline_margin),
             f"- positive class share (DP): {_fmt(self.dp_positive_share)}",
@@ -249,6 +252,11 @@ def build_model_card(
         nodes=tuple(dp_total),
     )
     acc_margin, base_margin = margins
+    auc_margin = (
+        None
+        if auc is None or pooled is None
+        else histogram_auc_margin(pooled, len(dp_total), 1.0 / spec.eval_epsilon)
+    )
     return ModelCard(
         model=spec.model,
         model_params=dict(spec.model_params),
@@ -270,12 +278,13 @@ def build_model_card(
         dp_majority_baseline=baseline,
         dp_positive_share=share,
         settings=settings_used(spec, noise_multipliers),
-        warnings=quality_warnings(accuracy, baseline, auc, acc_margin, base_margin),
+        warnings=quality_warnings(accuracy, baseline, auc, acc_margin, base_margin, auc_margin),
         classes=tuple(spec.classes or ()),
         dp_class_shares=shares,
         loss_epsilon=spec.loss_epsilon,
         dp_test_accuracy_margin=acc_margin,
         dp_majority_baseline_margin=base_margin,
+        dp_test_auc_margin=auc_margin,
     )
 
 
@@ -412,6 +421,7 @@ def quality_warnings(
     auc: float | None,
     accuracy_margin: float | None = None,
     baseline_margin: float | None = None,
+    auc_margin: float | None = None,
 ) -> tuple[str, ...]:
     """The card's warnings, judged against the evaluation noise (95% margins, 0 if unknown):
 
@@ -420,7 +430,9 @@ def quality_warnings(
       within :data:`MAX_MARGIN`, when the accuracy is below baseline + ``BASELINE_MARGIN``;
     * "too few held-out rows to tell" when a margin is wider than ``MAX_MARGIN`` and the
       accuracy is not above the baseline beyond the noise either;
-    * "close to chance" when the DP AUC is at most :data:`CHANCE_AUC`.
+    * "close to chance" when the DP AUC's upper end is at most :data:`CHANCE_AUC` (beyond the
+      noise), or, with its margin within ``MAX_MARGIN``, when the AUC is at most ``CHANCE_AUC``;
+      a wider margin says nothing about the ranking either way.
 
     >>> quality_warnings(0.76, 0.76, 0.5)[0][:40]
     'held-out accuracy 0.760 is no better tha'
@@ -428,6 +440,8 @@ def quality_warnings(
     ()
     >>> quality_warnings(0.0, 0.645, None, 0.6, 0.4)[0][:42]
     'the held-out rows are too few for the DP e'
+    >>> quality_warnings(0.85, 0.76, 0.52, 0.01, 0.01, 0.2)  # AUC too noisy to judge
+    ()
     """
     out = []
     if accuracy is not None and baseline is not None:
@@ -450,11 +464,13 @@ def quality_warnings(
                 f"{a:.3f} ± {m_acc:.3f}, majority-class baseline {b:.3f} ± {m_base:.3f}); "
                 "evaluate on more rows or raise eval_epsilon"
             )
-    if auc is not None and auc <= CHANCE_AUC:
-        out.append(
-            f"held-out AUC {auc:.3f} is close to chance (0.5): the model barely ranks the "
-            "positive class above the negative one"
-        )
+    if auc is not None:
+        m_auc = auc_margin or 0.0
+        if auc + m_auc <= CHANCE_AUC or (m_auc <= MAX_MARGIN and auc <= CHANCE_AUC):
+            out.append(
+                f"held-out AUC {_fmt_pm(auc, auc_margin)} is close to chance (0.5): the model "
+                "barely ranks the positive class above the negative one"
+            )
     return tuple(out)
 
 
@@ -533,6 +549,48 @@ def histogram_auc(hist: Mapping[str, int]) -> float | None:
         wins += p * (below + 0.5 * n_i)
         below += n_i
     return min(1.0, max(0.0, wins / total))
+
+
+def histogram_auc_margin(
+    pooled: Mapping[str, int], nodes: int, scale: float, z: float | None = None
+) -> float | None:
+    """95% margin of :func:`histogram_auc` on ``pooled`` from the evaluation noise: each
+    pooled bin sums ``nodes`` cells, each with independent discrete Laplace noise at ``scale``.
+
+    The AUC is a smooth function of the bin counts, so its noise is close to normal with the
+    variance the first-order (delta method) expansion gives: the sum over bins of the squared
+    partial derivative times the bin's noise variance. The margin is ``z`` (1.96 for 95%)
+    standard deviations, capped at 1; 1.0 when a class has no rows (nothing can be told).
+    Post-processing of released values: no privacy cost.
+
+    >>> big = {f"pos-{i}": 1000 * i for i in range(10)} | {
+    ...     f"neg-{i}": 1000 * (9 - i) for i in range(10)}
+    >>> round(histogram_auc_margin(big, 2, 10.0), 4)
+    0.0014
+    >>> histogram_auc_margin({"pos-0": 0, "neg-0": 5}, 2, 10.0)
+    1.0
+    """
+    pos, neg = _bins(pooled, "pos"), _bins(pooled, "neg")
+    n_pos, n_neg = sum(pos), sum(neg)
+    auc = histogram_auc(pooled)
+    if auc is None or n_pos <= 0 or n_neg <= 0:
+        return 1.0
+    size = max(len(pos), len(neg))
+    pos += [0] * (size - len(pos))
+    neg += [0] * (size - len(neg))
+    pairs = n_pos * n_neg
+    # d AUC / d pos_i: negatives below bin i plus half of those in it, over all pairs
+    below, squares = 0, 0.0
+    for i in range(size):
+        squares += ((below + 0.5 * neg[i]) / pairs - auc / n_pos) ** 2
+        below += neg[i]
+    # d AUC / d neg_j: positives above bin j plus half of those in it, over all pairs
+    above = 0
+    for j in reversed(range(size)):
+        squares += ((above + 0.5 * pos[j]) / pairs - auc / n_neg) ** 2
+        above += pos[j]
+    z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2) if z is None else z
+    return min(1.0, z * math.sqrt(squares * nodes * discrete_laplace_variance(scale)))
 
 
 def _ratio(num: int | None, den: int | None) -> float | None:

@@ -75,6 +75,7 @@ def model_card_pb(card: ModelCard) -> pb.ModelCard:
         "loss_epsilon",
         "dp_test_accuracy_margin",
         "dp_majority_baseline_margin",
+        "dp_test_auc_margin",
     ):
         value = getattr(card, name)
         if value is not None:

@@ -1,5 +1,5 @@
-"""The model card states how precise its DP accuracy and baseline are (95% margins from the
-evaluation noise) and warns only beyond that noise, or that the held-out rows are too few."""
+"""The model card states how precise its DP accuracy, baseline and AUC are (95% margins from
+the evaluation noise) and warns only beyond that noise, or that the held-out rows are too few."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from federation.job import JobSpec
 from federation.model_card import (
     MAX_MARGIN,
     ModelCard,
+    _pool,
     build_model_card,
     discrete_laplace_variance,
+    histogram_auc,
+    histogram_auc_margin,
     quality_warnings,
     ratio_margin,
 )
@@ -22,6 +25,7 @@ from federation.synthetic import SYNTHETIC_CATEGORICAL, SYNTHETIC_FEATURES
 NODES = ("a", "b")
 TOO_FEW = "too few for the DP evaluation to tell"
 NO_BETTER = "no better than always predicting the majority class"
+CHANCE = "close to chance"
 
 
 def _spec(eval_epsilon: float = 0.1, classes: tuple[str, ...] | None = None) -> JobSpec:
@@ -162,3 +166,68 @@ def test_the_margins_travel_in_the_model_card_message() -> None:
     assert card.dp_test_accuracy_margin is not None
     assert message.dp_test_accuracy_margin == pytest.approx(card.dp_test_accuracy_margin)
     assert message.dp_majority_baseline_margin == pytest.approx(card.dp_majority_baseline_margin)
+
+
+def _ranked(rows: int) -> dict[str, int]:
+    """A middling binary model on ``rows`` held-out rows: 25% positive, AUC about 0.76, no
+    empty bin."""
+    pos = [2, 3, 5, 7, 9, 11, 13, 15, 17, 18]
+    neg = [16, 15, 13, 12, 10, 9, 8, 7, 6, 4]
+    return _binary([p * rows // 400 for p in pos], [n * rows * 3 // 400 for n in neg])
+
+
+def test_the_auc_margin_matches_the_spread_of_opendp_releases() -> None:
+    """400 releases of two nodes' histograms through OpenDP's discrete Laplace at eval_epsilon
+    0.1: the margin covers the exact AUC about 95% of the time, and is about 1.96 times the
+    spread the releases actually show (not wider, not narrower)."""
+    eps, rows = 0.1, 3_000
+    exact = _ranked(rows)
+    truth = histogram_auc(_pool([exact, exact]))
+    assert truth is not None and 0.7 < truth < 0.8
+    noise = opendp.m.make_laplace(
+        opendp.vector_domain(opendp.atom_domain(T=int)), opendp.l1_distance(T=int), scale=1 / eps
+    )
+    keys = list(exact)
+    aucs, margins = [], []
+    for _ in range(400):
+        nodes = [dict(zip(keys, noise([exact[k] for k in keys]), strict=True)) for _ in NODES]
+        pooled = _pool(nodes)
+        auc, margin = histogram_auc(pooled), histogram_auc_margin(pooled, len(NODES), 1 / eps)
+        assert auc is not None and margin is not None
+        aucs.append(auc)
+        margins.append(margin)
+    errors = np.abs(np.asarray(aucs) - truth)
+    coverage = float(np.mean(errors <= np.asarray(margins)))
+    assert 0.9 <= coverage <= 0.99, coverage
+    ratio = float(np.mean(margins) / 1.96 / np.std(aucs))
+    assert 0.75 <= ratio <= 1.33, ratio
+
+
+def test_the_chance_warning_is_judged_against_the_auc_noise() -> None:
+    # A model that ranks no better than chance, on many rows: warned, with its margin.
+    same = [rows * 100 for rows in (5, 9, 12, 14, 15, 15, 12, 9, 6, 3)]
+    spec = _spec(eval_epsilon=0.1)
+    chance = _card(spec, {n: _released(_binary(same, [4 * v for v in same]), 0.1) for n in NODES})
+    assert chance.dp_test_auc == pytest.approx(0.5, abs=0.02)
+    assert chance.dp_test_auc_margin is not None and chance.dp_test_auc_margin < 0.02
+    warned = [w for w in chance.warnings if CHANCE in w]
+    assert len(warned) == 1 and f"± {chance.dp_test_auc_margin:.3f}" in warned[0]
+    # A low AUC whose margin is wider than the card can judge: no claim about the ranking.
+    assert not [w for w in quality_warnings(0.9, 0.8, 0.52, 0.01, 0.01, 0.2) if CHANCE in w]
+    # ... but one whose whole margin lies at or below the threshold is still warned about.
+    assert [w for w in quality_warnings(0.9, 0.8, 0.3, 0.01, 0.01, 0.2) if CHANCE in w]
+    # A good model on a large evaluation: a small margin and no warning.
+    good = _card(spec, {n: _released(_ranked(20_000), 0.1) for n in NODES})
+    assert good.dp_test_auc_margin is not None and good.dp_test_auc_margin < 0.01
+    assert not [w for w in good.warnings if CHANCE in w]
+    assert f"{good.dp_test_auc:.3f} ± {good.dp_test_auc_margin:.3f}" in good.to_markdown()
+
+
+def test_the_auc_margin_travels_in_the_model_card_message() -> None:
+    from sandbox.hub.cards import model_card_pb
+
+    card = _card(_spec(), {"a": _ranked(4000), "b": _ranked(4000)})
+    assert card.dp_test_auc_margin is not None
+    message = model_card_pb(card)
+    assert message.HasField("dp_test_auc_margin")
+    assert message.dp_test_auc_margin == pytest.approx(card.dp_test_auc_margin)

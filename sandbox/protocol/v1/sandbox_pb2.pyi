@@ -727,7 +727,7 @@ class ClientLevelCard(_message.Message):
     def __init__(self, epsilon_spent: _Optional[float] = ..., delta: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., clipping_norm: _Optional[float] = ..., client_sample_rate: _Optional[float] = ..., rounds_released: _Optional[int] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness", "dp_test_auc", "dp_majority_baseline", "dp_positive_share", "settings", "warnings", "classes", "dp_class_shares", "loss_epsilon", "dp_test_accuracy_margin", "dp_majority_baseline_margin")
+    __slots__ = ("model", "model_params", "features", "label", "strategy", "rounds", "differential_privacy", "privacy_unit", "accountant", "max_grad_norm", "config_hash", "nodes", "dp_test_accuracy", "failures", "client_level", "randomness", "dp_test_auc", "dp_majority_baseline", "dp_positive_share", "settings", "warnings", "classes", "dp_class_shares", "loss_epsilon", "dp_test_accuracy_margin", "dp_majority_baseline_margin", "dp_test_auc_margin")
     class ModelParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -782,6 +782,7 @@ class ModelCard(_message.Message):
     LOSS_EPSILON_FIELD_NUMBER: _ClassVar[int]
     DP_TEST_ACCURACY_MARGIN_FIELD_NUMBER: _ClassVar[int]
     DP_MAJORITY_BASELINE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    DP_TEST_AUC_MARGIN_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_params: _containers.ScalarMap[str, int]
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -808,7 +809,8 @@ class ModelCard(_message.Message):
     loss_epsilon: float
     dp_test_accuracy_margin: float
     dp_majority_baseline_margin: float
-    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ..., dp_test_auc: _Optional[float] = ..., dp_majority_baseline: _Optional[float] = ..., dp_positive_share: _Optional[float] = ..., settings: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[str]] = ..., dp_class_shares: _Optional[_Mapping[str, float]] = ..., loss_epsilon: _Optional[float] = ..., dp_test_accuracy_margin: _Optional[float] = ..., dp_majority_baseline_margin: _Optional[float] = ...) -> None: ...
+    dp_test_auc_margin: float
+    def __init__(self, model: _Optional[str] = ..., model_params: _Optional[_Mapping[str, int]] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., strategy: _Optional[str] = ..., rounds: _Optional[int] = ..., differential_privacy: _Optional[bool] = ..., privacy_unit: _Optional[str] = ..., accountant: _Optional[str] = ..., max_grad_norm: _Optional[float] = ..., config_hash: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeCard, _Mapping]]] = ..., dp_test_accuracy: _Optional[float] = ..., failures: _Optional[_Iterable[str]] = ..., client_level: _Optional[_Union[ClientLevelCard, _Mapping]] = ..., randomness: _Optional[_Mapping[str, str]] = ..., dp_test_auc: _Optional[float] = ..., dp_majority_baseline: _Optional[float] = ..., dp_positive_share: _Optional[float] = ..., settings: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[str]] = ..., dp_class_shares: _Optional[_Mapping[str, float]] = ..., loss_epsilon: _Optional[float] = ..., dp_test_accuracy_margin: _Optional[float] = ..., dp_majority_baseline_margin: _Optional[float] = ..., dp_test_auc_margin: _Optional[float] = ...) -> None: ...
 
 class JobFinished(_message.Message):
     __slots__ = ("status", "abort_reason", "model_card", "spent", "result_id", "log")
