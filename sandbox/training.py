@@ -291,6 +291,20 @@ def partition_nodes(manifest: Manifest, column: str) -> tuple[str, ...]:
     return tuple(str(v) for v in spec.categories)
 
 
+def check_job_on(manifest: Manifest, spec: JobSpec) -> None:
+    """Refuse ``spec`` on ``manifest``'s dataset before any decision or spend: its columns and
+    label (:func:`check_trainable`) and its delta (below 1/row_bound and at most max_delta).
+    Public metadata only, so a refusal reveals nothing about the rows."""
+    check_trainable(
+        manifest,
+        tuple(spec.features),
+        spec.label,
+        positive=spec.positive,
+        classes=spec.classes,
+    )
+    check_dataset_delta(manifest, spec.target_delta)
+
+
 def check_trainable(
     manifest: Manifest,
     features: tuple[str, ...],
@@ -414,15 +428,7 @@ class TrainingService:
             # Unknown datasets or columns, and a delta the dataset does not allow (below
             # 1/row_bound and at most max_delta: public metadata, so a refusal reveals nothing
             # about the rows), fail here, before any decision or spend.
-            manifest = self.catalog[node]
-            check_trainable(
-                manifest,
-                tuple(spec.features),
-                spec.label,
-                positive=spec.positive,
-                classes=spec.classes,
-            )
-            check_dataset_delta(manifest, spec.target_delta)
+            check_job_on(self.catalog[node], spec)
         plan = plan_job(spec)  # once: every node's parameters and every dataset's cost
         decisions = [self._decide(firm, purpose, spec, node, plan) for node in spec.nodes]
         job = _Job(self, spec, plan, backend_config)

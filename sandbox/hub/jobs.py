@@ -245,8 +245,7 @@ class HubJobs:
     # -- submit's steps -------------------------------------------------------------------
 
     def _check(self, spec: JobSpec, routes: Mapping[str, _Route]) -> None:
-        from sandbox.query import check_dataset_delta
-        from sandbox.training import check_trainable
+        from sandbox.training import check_job_on
 
         if not spec.dp:
             raise TrainingError(
@@ -259,15 +258,7 @@ class HubJobs:
                 raise UnknownJobError(
                     f"no node serves dataset {dataset!r}; list the datasets with ListDatasets"
                 )
-            manifest = catalog[dataset]
-            check_trainable(
-                manifest,
-                tuple(spec.features),
-                spec.label,
-                positive=spec.positive,
-                classes=spec.classes,
-            )
-            check_dataset_delta(manifest, spec.target_delta)
+            check_job_on(catalog[dataset], spec)
 
     def _decide(
         self,

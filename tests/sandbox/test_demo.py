@@ -109,14 +109,16 @@ def test_demo_tells_the_whole_story_and_leaves_a_verifiable_log(tmp_path: Path) 
     assert _running_in(state) == []  # no SuperLink, SuperNode or executor either
 
 
-def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+def _demo_with_nodes_up(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """The demo in its own session (a signal the test sends reaches it only), once its four
+    nodes are up (the hub too, the SuperNodes' executors running); returns it and its pids."""
     state = tmp_path / "demo"
     demo = subprocess.Popen(
         _demo(state),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=tmp_path,
-        start_new_session=True,  # the signal reaches the demo only, as the test sends it
+        start_new_session=True,
     )
     try:
         assert demo.stdout is not None
@@ -128,6 +130,17 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
         pids = _pids(state)
         assert len(pids) == 5 and all(_alive(pid) for pid in pids.values())
         assert any("sandbox.deployment.executor" in c for c in _running_in(state))
+    except BaseException:
+        demo.kill()
+        demo.wait()
+        raise
+    return demo, pids
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    demo, pids = _demo_with_nodes_up(tmp_path)
+    try:
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=30)
     finally:
@@ -145,22 +158,8 @@ def test_a_killed_demo_leaves_no_process(tmp_path: Path) -> None:
     """SIGKILL leaves the demo no chance to stop anything: its watchdog stops the hub and the
     nodes, and they (or their parent watch) stop the SuperLink, SuperNodes and executors."""
     state = tmp_path / "demo"
-    demo = subprocess.Popen(
-        _demo(state),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
+    demo, pids = _demo_with_nodes_up(tmp_path)
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            if b"4 department nodes are up" in line:
-                break
-        else:
-            raise AssertionError("the demo ended before its nodes were up")
-        pids = _pids(state)
-        assert len(pids) == 5 and all(_alive(pid) for pid in pids.values())
         demo.kill()
         demo.wait(10)
         deadline = time.monotonic() + 90  # SIGTERM, up to 10 s, SIGKILL: slow on a busy machine
