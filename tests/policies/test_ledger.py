@@ -169,7 +169,9 @@ def test_50_threads_and_4_processes_never_overspend(tmp_path: Path) -> None:
         )
         for _ in range(4)
     ]
-    barrier = threading.Barrier(50)
+    # The last thread to arrive releases the processes too: all 54 start together (the
+    # processes used to take every use while 50 threads were still being started).
+    barrier = threading.Barrier(50, action=lambda: go.write_text("go"))
     committed: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -193,7 +195,6 @@ def test_50_threads_and_4_processes_never_overspend(tmp_path: Path) -> None:
     threads = [threading.Thread(target=spend, args=(t,)) for t in range(50)]
     for p in procs:  # every process has its ledger open before anyone starts
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    go.write_text("go")
     for t in threads:
         t.start()
     for t in threads:
