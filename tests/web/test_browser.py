@@ -52,7 +52,10 @@ def _login(browser: Any, url: str, key: str) -> Any:
     page = browser.new_context().new_page()
     page.goto(f"{url}/login")
     page.fill("#api_key", key)
-    page.click("#login")
+    # Wait for the page the login leads to: its URL changes before its document has loaded,
+    # and a count taken in between sees none of its rows.
+    with page.expect_navigation(wait_until="load"):
+        page.click("#login")
     return page
 
 
